@@ -1,0 +1,86 @@
+"""Command line: ``python -m pcdeq {train,bench,list}``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .hparams import DATASETS, ConfigError, paper_methods
+
+
+def _positive_int(s: str) -> int:
+    v = int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s}")
+    return v
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train one model and write a JSON run record",
+                       description="Train one (dataset, method, seed) run. Hyperparameters default to the "
+                                   "paper's (pcdeq/hparams.py). Rerunning the same command resumes an "
+                                   "interrupted run from its last finished epoch.")
+    p.add_argument("--dataset", required=True, help=f"one of: {', '.join(DATASETS)}")
+    p.add_argument("--method", required=True, help="e.g. pcDEQ-1-L-ReLU6, pcDEQ-2-SC-Sigmoid, pcDEQ-1-MC-Tanh*")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="path of the JSON run record (checkpoint: OUT.ckpt)")
+    p.add_argument("--epochs", type=_positive_int, help="shorten (or lengthen) the run")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--tol", type=float, help="solver tolerance (paper: 1e-4)")
+    p.add_argument("--max-iter", type=_positive_int, help="solver iteration cap (paper: 200)")
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--train-limit", type=_positive_int, help="use only the first N training images")
+    p.add_argument("--test-limit", type=_positive_int, help="use only the first N test images")
+    p.add_argument("--data-root", default="data")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    p.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines, no progress bar")
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="time training/evaluation steps of an L and an SC model")
+    p.add_argument("--steps", type=_positive_int, default=8, help="timed steps per model")
+    p.add_argument("--threads", type=_positive_int)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-root", default="data")
+    p.add_argument("--no-epoch", action="store_true", help="skip the full-epoch timing")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pcdeq", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    _add_train(sub)
+    _add_bench(sub)
+    sub.add_parser("list", help="list the datasets and the paper's methods")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "list":
+            print("datasets:", ", ".join(DATASETS))
+            for fam, methods in paper_methods().items():
+                print(f"{fam}:", ", ".join(methods))
+            return 0
+        if args.cmd == "bench":
+            from .bench import run_bench
+            run_bench(steps=args.steps, threads=args.threads, device=args.device,
+                      data_root=args.data_root, epoch=not args.no_epoch)
+            return 0
+        from .train import NonFiniteLoss, RunConfig, train
+        cfg = RunConfig(dataset=args.dataset, method=args.method, seed=args.seed, out=args.out,
+                        epochs=args.epochs, lr=args.lr, tol=args.tol, max_iter=args.max_iter,
+                        batch_size=args.batch_size, train_limit=args.train_limit,
+                        test_limit=args.test_limit, data_root=args.data_root, device=args.device,
+                        threads=args.threads, progress=False if args.quiet else None,
+                        log=not args.quiet)
+        try:
+            rec = train(cfg)
+        except NonFiniteLoss as e:
+            print(f"error: {e}; stopped. The record {args.out} keeps the finished epochs "
+                  f"(status 'diverged'). Try a smaller --lr.", file=sys.stderr)
+            return 3
+        last = rec["epochs"][-1]
+        print(f"{rec['method']} on {rec['dataset']} seed {rec['seed']}: final test acc "
+              f"{last['test_acc']:.2f}% after {last['epoch']} epochs -> {args.out}")
+        return 0
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

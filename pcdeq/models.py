@@ -1,0 +1,124 @@
+"""The paper's architectures L, SC and MC (Appendix B) and ``build_model``.
+
+Every model is a stack of :class:`DEQStage` s (pre-layer -> BN -> pcDEQ -> pool -> BN)
+followed by a classifier head; the sizes come from :mod:`pcdeq.hparams`, never from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor, nn
+
+from .hparams import ConfigError, HParams, Method, dataset_info, hyperparameters, parse_method
+from .layers import DEQLayer, PcDEQConv2d, PcDEQLinear
+
+
+class DEQStage(nn.Module):
+    """pre (Linear or Conv2d) -> BN -> DEQ (forms its own input from u) -> pool -> BN."""
+
+    def __init__(self, pre: nn.Module, deq: DEQLayer, out_features: int, conv: bool) -> None:
+        super().__init__()
+        bn = nn.BatchNorm2d if conv else nn.BatchNorm1d
+        self.pre = pre
+        self.bn_pre = bn(out_features)
+        self.deq = deq
+        # MaxPool2d(3, stride 1, pad 1) keeps the size: it smooths, it does not downsample.
+        self.pool = nn.MaxPool2d(3, stride=1, padding=1) if conv else nn.Identity()
+        self.bn_post = bn(out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        u = self.bn_pre(self.pre(x))
+        return self.bn_post(self.pool(self.deq(u)))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model was built from; stored in run records."""
+
+    dataset: str
+    method: Method
+    hparams: HParams
+    solver: str = "fixed_point"
+    extra: dict = field(default_factory=dict)
+
+
+class DEQClassifier(nn.Module):
+    """Stages followed by avg-pool -> flatten -> linear head."""
+
+    def __init__(self, stages: list[DEQStage], head: nn.Module, spec: ModelSpec) -> None:
+        super().__init__()
+        self.stages = nn.Sequential(*stages)
+        self.head = head
+        self.spec = spec
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.stages(x))
+
+    def deq_layers(self) -> list[DEQLayer]:
+        return [s.deq for s in self.stages]
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Enforce every DEQ layer's weight constraint; call after each optimizer step."""
+        for layer in self.deq_layers():
+            layer.project_()
+
+
+def n_params(model: nn.Module) -> int:
+    """Trainable parameters (BN affine and weight-norm gains included, running stats not)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _l_model(info, m: Method, hp: HParams, kw: dict) -> tuple[list[DEQStage], nn.Module]:
+    (n,) = hp.channels
+    d_in = info.in_channels * info.size ** 2
+    pre = nn.Sequential(nn.Flatten(), nn.Linear(d_in, n))  # (B, C, H, W) -> (B, n)
+    stage = DEQStage(pre, PcDEQLinear(n, m.variant, m.activation, **kw), n, conv=False)
+    return [stage], nn.Linear(n, info.n_classes)
+
+
+def _conv_model(info, m: Method, hp: HParams, kw: dict) -> tuple[list[DEQStage], nn.Module]:
+    stages, c_in, size = [], info.in_channels, info.size
+    for i, c in enumerate(hp.channels):
+        # SC and the first MC stage keep the size; later MC stages halve it (3x3, stride 2, no pad).
+        pre = nn.Conv2d(c_in, c, 3, padding=1) if i == 0 else nn.Conv2d(c_in, c, 3, stride=2)
+        size = size if i == 0 else (size - 3) // 2 + 1
+        stages.append(DEQStage(pre, PcDEQConv2d(c, m.variant, m.activation, **kw), c, conv=True))
+        c_in = c
+    # SC: AvgPool2d(8): 28 -> 3, 32 -> 4.  MC: AvgPool2d(4) after 28->13->6 or 32->15->7: -> 1.
+    pool = 8 if m.arch == "SC" else 4
+    out = (size - pool) // pool + 1
+    head = nn.Sequential(nn.AvgPool2d(pool), nn.Flatten(), nn.Linear(c_in * out * out, info.n_classes))
+    return stages, head
+
+
+def build_model(dataset: str, method: str, *, tol: float | None = None, max_iter: int | None = None,
+                channels: tuple[int, ...] | None = None, solver: str = "fixed_point") -> DEQClassifier:
+    """Build the paper's model for a dataset and method.
+
+    Args:
+        dataset: a name from :data:`pcdeq.hparams.DATASETS` (case-insensitive).
+        method: a paper method name such as ``"pcDEQ-1-L-ReLU6"`` (case-insensitive).
+        tol, max_iter: override the solver's stopping rule (paper: 1e-4, 200).
+        channels: override the widths (the paper's are in :mod:`pcdeq.hparams`).
+        solver: a registered solver name.
+
+    Returns:
+        A :class:`DEQClassifier` whose ``spec`` records what it was built from.
+
+    Raises:
+        ConfigError: unknown dataset or method, a pairing outside Lemma 4.2, or a model the
+            paper does not define (e.g. L on SVHN).
+    """
+    info = dataset_info(dataset)
+    m = parse_method(method)
+    hp = hyperparameters(info.name, m)
+    hp = replace(hp, tol=hp.tol if tol is None else tol, max_iter=hp.max_iter if max_iter is None else max_iter,
+                 channels=hp.channels if channels is None else tuple(channels))
+    if len(hp.channels) != {"L": 1, "SC": 1, "MC": 3}[m.arch]:
+        raise ConfigError(f"{m.arch} models take {1 if m.arch != 'MC' else 3} channel widths, got {hp.channels}")
+    kw = dict(solver=solver, tol=hp.tol, max_iter=hp.max_iter)
+    stages, head = (_l_model if m.arch == "L" else _conv_model)(info, m, hp, kw)
+    return DEQClassifier(stages, head, ModelSpec(info.name, m, hp, solver))

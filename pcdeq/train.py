@@ -1,0 +1,351 @@
+"""Training with per-epoch run records, atomic checkpoints and exact resume.
+
+A run is fully described by :class:`RunConfig`. After every epoch the checkpoint (model,
+optimizer, scheduler, RNG states and the record so far) and the JSON record are written
+atomically; rerunning the same command resumes from the last finished epoch, and on the
+CPU the finished record equals an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .data import Dataset, Preprocess, batches, load_dataset
+from .hparams import ConfigError, HParams, dataset_info, hyperparameters, parse_method
+from .models import DEQClassifier, build_model, n_params
+
+RECORD_FORMAT = "pcdeq-run/1"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run. ``None`` fields take the paper's value (see :mod:`pcdeq.hparams`)."""
+
+    dataset: str
+    method: str
+    seed: int = 0
+    out: str = "run.json"
+    epochs: int | None = None
+    lr: float | None = None
+    tol: float | None = None
+    max_iter: int | None = None
+    batch_size: int | None = None
+    train_limit: int | None = None
+    test_limit: int | None = None
+    data_root: str = "data"
+    device: str = "auto"
+    threads: int | None = None
+    progress: bool | None = None  # None: a progress bar only on a terminal
+    log: bool = True  # one line per epoch on stderr
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+def resolve_hparams(cfg: RunConfig) -> HParams:
+    """The paper's hyperparameters with the run's overrides applied (and checked)."""
+    hp = hyperparameters(cfg.dataset, cfg.method)
+    over = {k: getattr(cfg, k) for k in ("epochs", "lr", "tol", "max_iter", "batch_size")
+            if getattr(cfg, k) is not None}
+    for k, v in over.items():
+        if not v > 0:
+            raise ConfigError(f"--{k.replace('_', '-')} must be positive, got {v}")
+    return dataclasses.replace(hp, **over)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA GPU; use --device cpu or auto")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda[:N]")
+    return torch.device(name)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder and rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
+
+
+def _atomic_torch_save(path: Path, obj: Any) -> None:
+    import io
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def checkpoint_path(out: Path) -> Path:
+    return out.with_name(out.name + ".ckpt")
+
+
+def sigma_max(model: DEQClassifier) -> float | None:
+    """Largest singular value of the effective W (L models only; null for conv models)."""
+    if model.spec.method.arch != "L":
+        return None
+    with torch.no_grad():
+        W = model.deq_layers()[0].effective_weight()
+        return float(torch.linalg.matrix_norm(W.double(), ord=2))
+
+
+class _IterStats:
+    """Accumulates per-batch iteration counts: per layer, then unweighted mean over batches."""
+
+    def __init__(self, n_layers: int) -> None:
+        self.fwd: list[list[int]] = [[] for _ in range(n_layers)]
+        self.bwd: list[list[int]] = [[] for _ in range(n_layers)]
+        self.max_iter_hits = 0
+
+    def add(self, layers, backward: bool) -> None:
+        for i, layer in enumerate(layers):
+            st = layer.last_fwd_stats
+            self.fwd[i].append(st.iters)
+            self.max_iter_hits += st.hit_max_iter
+            if backward:
+                bst = layer.last_bwd_stats
+                self.bwd[i].append(bst.iters)
+                self.max_iter_hits += bst.hit_max_iter
+
+    @staticmethod
+    def _summary(per_layer: list[list[int]]) -> tuple[float | None, list[float] | None]:
+        if not per_layer[0]:
+            return None, None
+        means = [sum(v) / len(v) for v in per_layer]
+        # Mean over layers per batch, then over batches == mean of the per-layer means.
+        return sum(means) / len(means), (means if len(means) > 1 else None)
+
+
+def _epoch_line(rec: dict, e: dict) -> str:
+    return (f"[{rec['dataset']} {rec['method']} seed {rec['seed']}] epoch {e['epoch']}/{rec['hparams']['epochs']}: "
+            f"train loss {e['train_loss']:.4f} acc {e['train_acc']:.2f}% | test loss {e['test_loss']:.4f} "
+            f"acc {e['test_acc']:.2f}% | iters fwd {e['fwd_iters']:.1f} bwd {e['bwd_iters']:.1f} "
+            f"test {e['test_fwd_iters']:.1f} | {e['seconds']:.1f}s")
+
+
+class Trainer:
+    """Owns one run: model, optimizer, data and record. Use :func:`train` for the common case."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        # Everything that can be wrong with the input is checked here, before any work.
+        parse_method(cfg.method)
+        info = dataset_info(cfg.dataset)
+        self.cfg = cfg
+        self.hp = resolve_hparams(cfg)
+        self.device = resolve_device(cfg.device)
+        self.out = Path(cfg.out)
+        self.ckpt = checkpoint_path(self.out)
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
+        self.data: Dataset = load_dataset(info.name, cfg.data_root, train_limit=cfg.train_limit,
+                                          test_limit=cfg.test_limit)
+        self.train_split = self.data.train.to(self.device)
+        self.test_split = self.data.test.to(self.device)
+        self.pre = Preprocess(info.family, self.device)
+        self.augment = parse_method(cfg.method).augment
+
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(info.name, cfg.method, tol=self.hp.tol, max_iter=self.hp.max_iter,
+                                 channels=self.hp.channels).to(self.device)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.hp.lr, weight_decay=self.hp.weight_decay)
+        self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, [self.hp.lr_decay_epoch], self.hp.lr_decay_factor)
+        self.gen = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation
+        self.record = self._new_record()
+
+    def _new_record(self) -> dict:
+        c = self.cfg
+        return {
+            "format": RECORD_FORMAT, "status": "running",
+            "dataset": self.data.info.name, "method": self.model.spec.method.name, "seed": c.seed,
+            "data": {k: v for k, v in self.data.stats().items() if k not in ("channels", "size", "classes")},
+            "hparams": self.hp.to_dict(), "n_params": n_params(self.model),
+            "solver": self.model.spec.solver,
+            "torch": torch.__version__, "python": platform.python_version(),
+            "device": str(self.device) if self.device.type == "cpu" else torch.cuda.get_device_name(self.device),
+            "threads": torch.get_num_threads(),
+            "limits": {"train_limit": c.train_limit, "test_limit": c.test_limit},
+            "epochs": [],
+        }
+
+    # ----------------------------------------------------------------- checkpoints
+
+    def _identity(self) -> dict:
+        """What must match for a checkpoint to be resumed."""
+        r = self.record
+        return {k: r[k] for k in ("dataset", "method", "seed", "hparams", "limits", "n_params")}
+
+    def save_checkpoint(self) -> None:
+        _atomic_torch_save(self.ckpt, {
+            "identity": self._identity(), "record": self.record,
+            "model": self.model.state_dict(), "opt": self.opt.state_dict(),
+            "sched": self.sched.state_dict(), "gen": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+        })
+
+    def try_resume(self) -> bool:
+        """Load the checkpoint if it belongs to this run. Returns True if resumed."""
+        if not self.ckpt.exists():
+            return False
+        state = torch.load(self.ckpt, map_location=self.device, weights_only=False)
+        if state["identity"] != self._identity():
+            raise ConfigError(
+                f"{self.ckpt} belongs to a different run ({state['identity']['dataset']}, "
+                f"{state['identity']['method']}, seed {state['identity']['seed']}, other settings); "
+                f"delete it or choose another --out")
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        self.gen.set_state(state["gen"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.record = state["record"]
+        return True
+
+    # ----------------------------------------------------------------- epochs
+
+    def _progress(self, it, total: int, desc: str):
+        show = self.cfg.progress if self.cfg.progress is not None else sys.stderr.isatty()
+        if not show:
+            return it
+        from tqdm import tqdm
+        return tqdm(it, total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+    def train_epoch(self, epoch: int) -> dict:
+        model, layers = self.model, self.model.deq_layers()
+        model.train()
+        stats = _IterStats(len(layers))
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        n_batches = math.ceil(len(self.train_split) / self.hp.batch_size)
+        it = batches(self.train_split, self.hp.batch_size, shuffle_generator=self.gen)
+        for b, (xb, yb) in enumerate(self._progress(it, n_batches, f"epoch {epoch}")):
+            x = self.pre(xb, self.gen if self.augment else None)
+            logits = model(x)
+            loss = F.cross_entropy(logits, yb)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at epoch {epoch}, batch {b + 1}")
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            model.project_()
+            stats.add(layers, backward=True)
+            loss_sum += loss.detach() * len(yb)
+            correct += (logits.argmax(1) == yb).sum()
+        n = len(self.train_split)
+        fwd, fwd_l = stats._summary(stats.fwd)
+        bwd, bwd_l = stats._summary(stats.bwd)
+        return {"train_loss": loss_sum.item() / n, "train_acc": 100.0 * correct.item() / n,
+                "fwd_iters": fwd, "bwd_iters": bwd, "fwd_iters_per_layer": fwd_l,
+                "bwd_iters_per_layer": bwd_l, "max_iter_hits": stats.max_iter_hits}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        model, layers = self.model, self.model.deq_layers()
+        model.eval()
+        stats = _IterStats(len(layers))
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        # The stopping rule's norm spans the whole batch: evaluate with the training batch size.
+        for xb, yb in batches(self.test_split, self.hp.batch_size):
+            logits = model(self.pre(xb))
+            loss_sum += F.cross_entropy(logits, yb, reduction="sum")
+            correct += (logits.argmax(1) == yb).sum()
+            stats.add(layers, backward=False)
+        n = len(self.test_split)
+        fwd, fwd_l = stats._summary(stats.fwd)
+        return {"test_loss": loss_sum.item() / n, "test_acc": 100.0 * correct.item() / n,
+                "test_fwd_iters": fwd, "test_fwd_iters_per_layer": fwd_l,
+                "test_max_iter_hits": stats.max_iter_hits}
+
+    def run(self) -> dict:
+        """Train the remaining epochs, writing checkpoint and record after each one.
+
+        Raises:
+            NonFiniteLoss: after writing the record of the finished epochs (status "diverged").
+        """
+        for epoch in range(len(self.record["epochs"]) + 1, self.hp.epochs + 1):
+            lr = self.opt.param_groups[0]["lr"]
+            t0 = time.perf_counter()
+            try:
+                tr = self.train_epoch(epoch)
+            except NonFiniteLoss as e:
+                self.record.update(status="diverged", diverged_at_epoch=epoch, error=str(e))
+                atomic_write_json(self.out, self.record)
+                raise
+            t1 = time.perf_counter()
+            te = self.evaluate()
+            t2 = time.perf_counter()
+            self.sched.step()
+            hits = tr["max_iter_hits"] + te.pop("test_max_iter_hits")
+            entry = {"epoch": epoch, "lr": lr, **tr, **te, "sigma_max": sigma_max(self.model),
+                     "max_iter_hits": hits, "seconds": t1 - t0, "eval_seconds": t2 - t1}
+            order = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "fwd_iters",
+                     "bwd_iters", "test_fwd_iters", "fwd_iters_per_layer", "bwd_iters_per_layer",
+                     "test_fwd_iters_per_layer", "sigma_max", "max_iter_hits", "seconds", "eval_seconds"]
+            self.record["epochs"].append({k: entry[k] for k in order})
+            if hits:
+                warnings.warn(f"{hits} fixed-point solve(s) hit max_iter={self.hp.max_iter} in epoch {epoch} "
+                              f"of {self.record['method']} (counted in the record as max_iter_hits)",
+                              RuntimeWarning, stacklevel=2)
+            if epoch < self.hp.epochs:
+                self.save_checkpoint()  # before the record: the checkpoint is the source of truth
+            else:
+                self.record["status"] = "complete"
+            atomic_write_json(self.out, self.record)
+            if self.cfg.log:
+                print(_epoch_line(self.record, self.record["epochs"][-1]), file=sys.stderr, flush=True)
+        self.record["status"] = "complete"
+        atomic_write_json(self.out, self.record)
+        self.ckpt.unlink(missing_ok=True)
+        return self.record
+
+
+def train(cfg: RunConfig) -> dict:
+    """Run (or resume, or skip if already complete) one training run; returns its record.
+
+    Raises:
+        ConfigError: bad input, found before any training.
+        NonFiniteLoss: training diverged; the record keeps the finished epochs.
+    """
+    out = Path(cfg.out)
+    trainer = Trainer(cfg)
+    if out.exists() and not trainer.ckpt.exists():
+        try:
+            old = json.loads(out.read_text())
+        except (json.JSONDecodeError, OSError):
+            old = None
+        if old and old.get("status") == "complete" and {k: old.get(k) for k in trainer._identity()} == trainer._identity():
+            return old  # already done: an interrupted workflow never redoes finished runs
+    if not trainer.try_resume():
+        trainer.record = trainer._new_record()
+    return trainer.run()
