@@ -1,0 +1,165 @@
+"""Training runs: records, CLI, resume == uninterrupted, determinism, errors, learning."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pcdeq import ConfigError
+from pcdeq.data import DatasetMissing, load_dataset
+from pcdeq.train import NonFiniteLoss, RunConfig, Trainer, checkpoint_path, train
+
+from conftest import DATA, REPO
+
+TIMING = ("seconds", "eval_seconds")
+EPOCH_KEYS = {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "fwd_iters", "bwd_iters",
+              "test_fwd_iters", "fwd_iters_per_layer", "bwd_iters_per_layer", "test_fwd_iters_per_layer",
+              "sigma_max", "max_iter_hits", "seconds", "eval_seconds"}
+
+
+def _cfg(tmp_path, **kw):
+    base = dict(dataset="mnist5k", method="pcDEQ-1-L-ReLU6", seed=3, out=str(tmp_path / "run.json"),
+                epochs=3, train_limit=512, test_limit=256, data_root=str(DATA), log=False, progress=False)
+    return RunConfig(**{**base, **kw})
+
+
+def _strip_timing(rec):
+    return {**rec, "epochs": [{k: v for k, v in e.items() if k not in TIMING} for e in rec["epochs"]]}
+
+
+def test_cli_end_to_end_writes_valid_record(tmp_path):
+    out = tmp_path / "sub" / "run.json"
+    r = subprocess.run([sys.executable, "-m", "pcdeq", "train", "--dataset", "mnist5k", "--method",
+                        "pcdeq-2-mc-sigmoid", "--seed", "1", "--out", str(out), "--epochs", "2",
+                        "--train-limit", "128", "--test-limit", "64", "--data-root", str(DATA), "--quiet"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(out.read_text())
+    assert rec["status"] == "complete" and rec["method"] == "pcDEQ-2-MC-Sigmoid"
+    assert rec["n_params"] == 41_278 and rec["seed"] == 1 and rec["device"] == "cpu"
+    assert rec["data"]["n_train"] == 128 and rec["data"]["n_test"] == 64 and not rec["data"]["synthetic"]
+    assert rec["hparams"]["epochs"] == 2 and rec["hparams"]["lr"] == 2e-4 and rec["hparams"]["weight_decay"] == 0.015
+    assert [e["epoch"] for e in rec["epochs"]] == [1, 2]
+    for e in rec["epochs"]:
+        assert set(e) == EPOCH_KEYS
+        assert 0 <= e["test_acc"] <= 100 and e["fwd_iters"] >= 1 and e["bwd_iters"] >= 1
+        assert len(e["fwd_iters_per_layer"]) == len(e["test_fwd_iters_per_layer"]) == 3
+        assert e["fwd_iters"] == pytest.approx(sum(e["fwd_iters_per_layer"]) / 3)
+        assert e["sigma_max"] is None and e["max_iter_hits"] == 0
+    assert not checkpoint_path(out).exists()
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--method", "pcDEQ-2-L-ReLU6"], "Lemma 4.2"),
+    (["--method", "pcDEQ-3-L-ReLU6"], "unknown method"),
+    (["--dataset", "mnist6k"], "unknown dataset 'mnist6k'; valid: mnist, mnist5k"),
+    (["--dataset", "svhn", "--data-root", "EMPTY"], "Offline, put these files into"),
+])
+def test_cli_bad_input_fails_before_work(tmp_path, args, match):
+    base = {"--dataset": "mnist5k", "--method": "pcDEQ-1-L-ReLU6", "--out": str(tmp_path / "r.json"),
+            "--data-root": str(DATA)}
+    for k, v in zip(args[::2], args[1::2]):
+        base[k] = str(tmp_path / "empty") if v == "EMPTY" else v
+    if base["--dataset"] == "svhn":
+        base["--method"] = "pcDEQ-1-SC-ReLU6"
+    cmd = [sys.executable, "-m", "pcdeq", "train"] + [s for kv in base.items() for s in kv]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: ") and __import__("re").search(match, r.stderr), r.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
+    full = train(_cfg(tmp_path / "a"))
+    calls = {"n": 0}
+    orig = Trainer.train_epoch
+
+    def crash_in_epoch_3(self, epoch):
+        calls["n"] += 1
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return orig(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", crash_in_epoch_3)
+    cfg = _cfg(tmp_path / "b")
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    partial = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert partial["status"] == "running" and len(partial["epochs"]) == 2
+    assert checkpoint_path(tmp_path / "b" / "run.json").exists()
+    monkeypatch.setattr(Trainer, "train_epoch", orig)
+    resumed = train(cfg)
+    assert _strip_timing(resumed) == _strip_timing(full)
+    # A finished run is not redone.
+    monkeypatch.setattr(Trainer, "run", lambda self: pytest.fail("finished run was redone"))
+    assert train(cfg) == resumed
+
+
+def test_deterministic_and_seed_dependent(tmp_path):
+    a = train(_cfg(tmp_path / "a", epochs=2))
+    b = train(_cfg(tmp_path / "b", epochs=2))
+    c = train(_cfg(tmp_path / "c", epochs=2, seed=4))
+    assert _strip_timing(a) == _strip_timing(b)
+    assert a["epochs"][-1]["train_loss"] != c["epochs"][-1]["train_loss"]
+
+
+def test_non_finite_loss_stops_and_keeps_finished_epochs(tmp_path, monkeypatch):
+    orig = Trainer.train_epoch
+
+    def poison_epoch_2(self, epoch):
+        if epoch == 2:
+            with torch.no_grad():
+                self.model.head.weight.fill_(float("nan"))
+        return orig(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", poison_epoch_2)
+    with pytest.raises(NonFiniteLoss, match="epoch 2"):
+        train(_cfg(tmp_path))
+    rec = json.loads((tmp_path / "run.json").read_text())
+    assert rec["status"] == "diverged" and rec["diverged_at_epoch"] == 2 and len(rec["epochs"]) == 1
+
+
+def test_max_iter_hits_are_counted_and_warned(tmp_path):
+    with pytest.warns(RuntimeWarning, match="hit max_iter=2"):
+        rec = train(_cfg(tmp_path, max_iter=2, epochs=1))
+    assert rec["epochs"][0]["max_iter_hits"] > 0
+    assert rec["hparams"]["max_iter"] == 2
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path, monkeypatch):
+    orig = Trainer.train_epoch
+
+    def crash_in_epoch_2(self, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return orig(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", crash_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tmp_path))
+    monkeypatch.setattr(Trainer, "train_epoch", orig)
+    with pytest.raises(ConfigError, match="belongs to a different run"):
+        train(_cfg(tmp_path, seed=99))
+
+
+def test_missing_dataset_names_files_and_torchvision(tmp_path):
+    with pytest.raises(DatasetMissing, match="torchvision downloads it.*\n.*Offline, put these files into .*MNIST/raw"):
+        load_dataset("mnist", tmp_path)
+
+
+def test_bad_overrides_refused(tmp_path):
+    with pytest.raises(ConfigError, match="--lr must be positive"):
+        Trainer(_cfg(tmp_path, lr=-1.0))
+    with pytest.raises(ConfigError, match="no CUDA GPU") if not torch.cuda.is_available() else pytest.raises(ConfigError):
+        Trainer(_cfg(tmp_path, device="cuda" if not torch.cuda.is_available() else "tpu"))
+
+
+def test_learns_real_mnist5k(tmp_path):
+    """pcDEQ-1-L-ReLU6 reaches >= 90% test accuracy on the real MNIST 5k subset in 5 epochs."""
+    rec = train(_cfg(tmp_path, epochs=5, train_limit=None, test_limit=None, seed=0))
+    assert rec["data"]["n_train"] == 4000 and rec["data"]["n_test"] == 1000
+    assert rec["epochs"][-1]["test_acc"] >= 90.0
+    sig = [e["sigma_max"] for e in rec["epochs"]]
+    assert all(s is not None and s > 0 for s in sig)

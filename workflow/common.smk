@@ -1,0 +1,158 @@
+# Helpers of the workflow: config validation, the job list, and the input/params functions
+# of the rules. Path conventions (record layout, file-safe method names, artifact names)
+# come from pcdeq/report.py, the project's one paths module, so the notebooks and the
+# workflow can never disagree on them.
+
+import json
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+# Import the project's own package from this checkout, installed or not.
+sys.path.insert(0, str(Path(workflow.basedir)))
+
+from pcdeq.hparams import ConfigError, dataset_info, hyperparameters, parse_method  # noqa: E402
+from pcdeq.report import (ARTIFACTS, LOGS_ROOT, REFERENCE_ROOT, RUNS_ROOT, arch_key,  # noqa: E402
+                          method_from_safe, record_path, safe_method)
+
+# The interpreter running Snakemake also runs the jobs: `python` on PATH may be another one.
+PY = sys.executable
+
+
+def check_config(cfg: dict) -> None:
+    """What the JSON schema cannot check, before any job starts; errors name the config key.
+
+    Raises:
+        WorkflowError: a method refused by pcdeq.hparams.parse_method (e.g. pcDEQ-2 with
+            ReLU6), a method the paper has no model for on that family, a dataset of
+            another family, or a method whose architecture has no entry under `sizes`.
+    """
+    for family, exp in cfg["experiments"].items():
+        where = f"experiments.{family}"
+        info = dataset_info(exp["dataset"])
+        if info.family != family:
+            raise WorkflowError(
+                f"config key {where}.dataset: {exp['dataset']!r} is a {info.family} dataset, "
+                f"not a {family} one")
+        for i, method in enumerate(exp["methods"]):
+            try:
+                parse_method(method)
+                hyperparameters(exp["dataset"], method)
+            except ConfigError as e:
+                raise WorkflowError(f"config key {where}.methods[{i}]: {e}") from None
+            if arch_key(method) not in exp["sizes"]:
+                raise WorkflowError(
+                    f"config key {where}.sizes: no entry {arch_key(method)!r} for "
+                    f"{where}.methods[{i}] = {method!r}")
+
+
+validate(config, "../config/schema.yaml")
+check_config(config)
+
+PROFILE: str = config["profile"]
+RUNS: str = f"{RUNS_ROOT}/{PROFILE}"  # fresh run records of this profile (git-ignored)
+REFERENCE: str = f"{REFERENCE_ROOT}/{PROFILE}"  # committed reference copy (`reference` target)
+LOGS: str = f"{LOGS_ROOT}/{PROFILE}"
+FIGURES: str = config["figures_dir"]
+TABLES: str = config["tables_dir"]
+GPU: int = 0 if config["device"] == "cpu" else 1
+DATASETS: list[str] = sorted({exp["dataset"] for exp in config["experiments"].values()})
+
+
+def jobs(artifact: str | None = None) -> list[tuple[str, str, int]]:
+    """(dataset, method, seed) of every training job, or of those an artifact reads."""
+    out = []
+    for family, exp in config["experiments"].items():
+        for method in exp["methods"]:
+            if artifact is None or ARTIFACTS[artifact].wants(family, method):
+                out += [(exp["dataset"], method, s) for s in range(exp["seeds"])]
+    return out
+
+
+def records(root: str, artifact: str | None = None) -> list[str]:
+    """Run-record paths under `root` of every job, or of those an artifact reads."""
+    return [str(record_path(root, d, m, s)) for d, m, s in jobs(artifact)]
+
+
+def _experiment(dataset: str, safe: str) -> tuple[str, dict]:
+    """(family, config entry) of a training job's wildcards."""
+    method = method_from_safe(safe)
+    for family, exp in config["experiments"].items():
+        if exp["dataset"] == dataset and method in exp["methods"]:
+            return family, exp
+    raise WorkflowError(f"no experiment in the config trains {method} on {dataset}")
+
+
+def _size(wildcards) -> dict:
+    family, exp = _experiment(wildcards.dataset, wildcards.method)
+    return exp["sizes"][arch_key(method_from_safe(wildcards.method))]
+
+
+# --------------------------------------------------------- functions used by the rules
+def train_method(wildcards) -> str:
+    """The real method name (with "*") of a training job's file-safe wildcard."""
+    return method_from_safe(wildcards.method)
+
+
+def train_size_args(wildcards) -> str:
+    """--epochs/--train-limit/--test-limit of the job's (family, architecture) size entry."""
+    size = _size(wildcards)
+    flags = {"epochs": "--epochs", "train_limit": "--train-limit", "test_limit": "--test-limit"}
+    return " ".join(f"{flag} {size[key]}" for key, flag in flags.items() if size[key] is not None)
+
+
+def train_runtime(wildcards) -> int:
+    """Expected minutes of a training job (the `runtime` resource)."""
+    return _size(wildcards)["runtime"]
+
+
+def artifact_records(wildcards) -> list[str]:
+    """Fresh run records an artifact is rendered from (only the training jobs it needs)."""
+    return records(RUNS, wildcards.name)
+
+
+def artifact_notebook(wildcards) -> str:
+    return ARTIFACTS[wildcards.name].notebook
+
+
+def notebook_params(wildcards) -> str:
+    """Papermill parameters (a YAML/JSON mapping for `-y`) of an artifact's notebook."""
+    kind = ARTIFACTS[wildcards.name].kind
+    params = {
+        "profile": PROFILE,
+        "results_dir": RUNS,
+        "records": records(RUNS, wildcards.name),
+        "which": wildcards.name,
+        "out_dir": TABLES if kind == "table" else FIGURES,
+    }
+    nb = Path(ARTIFACTS[wildcards.name].notebook).name
+    if nb == "dataset_table.ipynb":
+        params["data_root"] = config["data_root"]
+    if nb == "hparam_tables.ipynb":
+        params["experiments"] = config["experiments"]
+        params["description"] = config["description"]
+        del params["records"], params["results_dir"]
+    return json.dumps(params, sort_keys=True)
+
+
+def artifact_names(kind: str, notebook: str | None = None) -> list[str]:
+    return [a.name for a in ARTIFACTS.values()
+            if a.kind == kind and (notebook is None or Path(a.notebook).name == notebook)]
+
+
+def artifact_files() -> list[str]:
+    """Every table (.md, .tex) and figure (.pdf, .png) of the profile."""
+    out = []
+    for a in ARTIFACTS.values():
+        if a.kind == "table":
+            out += [f"{TABLES}/{a.name}.md", f"{TABLES}/{a.name}.tex"]
+        else:
+            out += [f"{FIGURES}/{a.name}.pdf", f"{FIGURES}/{a.name}.png"]
+    return out
+
+
+def one_of(names: list[str]) -> str:
+    """A wildcard constraint matching exactly one of `names`."""
+    return "|".join(names)
