@@ -192,7 +192,8 @@ def _synthetic(info: DatasetInfo) -> tuple[Split, Split, str]:
     a randomly shifted, scaled and noisy copy of it. Deterministic; NOT real data."""
     g = torch.Generator().manual_seed(SYNTHETIC_SEED + (info.family == "cifar10"))
     c, s, k = info.in_channels, info.size, info.n_classes
-    low = torch.rand(k, c, 4, 4, generator=g)
+    # Classes share half of their pattern, so they are separable but not trivially so.
+    low = 0.5 * torch.rand(1, c, 4, 4, generator=g) + 0.5 * torch.rand(k, c, 4, 4, generator=g)
     templates = F.interpolate(low, size=(s + 8, s + 8), mode="bicubic", align_corners=False)
 
     def make(n: int) -> Split:
@@ -203,7 +204,7 @@ def _synthetic(info: DatasetInfo) -> tuple[Split, Split, str]:
         cols = (ox[:, None] + torch.arange(s))[:, None, :]  # (n, 1, s)
         crops = templates[y[:, None, None], :, rows, cols].permute(0, 3, 1, 2)  # (n, c, s, s)
         contrast = 0.5 + torch.rand(n, 1, 1, 1, generator=g)
-        noise = 0.35 * torch.randn(n, c, s, s, generator=g)
+        noise = 0.5 * torch.randn(n, c, s, s, generator=g)
         x = (crops - 0.5) * contrast + 0.5 + noise
         return Split((x.clamp(0, 1) * 255).round().to(torch.uint8), y)
 

@@ -21,7 +21,6 @@ Snakemake imports this module while building the DAG.
 from __future__ import annotations
 
 import json
-import math
 import re
 import statistics
 from dataclasses import dataclass, field
@@ -631,6 +630,26 @@ def _profile_change(experiment: dict | None, method: str, epochs: int, decay: in
     return ", ".join(parts) if parts else "paper"
 
 
+def make_table(name: str, runs: Sequence[Run] = (), profile: str = "quick", *,
+               data_root: str = "data", experiments: dict | None = None,
+               description: str = "") -> Table:
+    """Render any of Tables 1-7 by its artifact name (``table1_mnist`` ... ``table7_...``).
+
+    Tables 1-4 read ``runs``; Tables 5-7 read the profile's ``experiments`` config entry.
+    """
+    for family, n in ACCURACY_TABLES.items():
+        if n == name:
+            return accuracy_table(runs, family, profile)
+    for family, n in HPARAM_TABLES.items():
+        if n == name:
+            exp = None if experiments is None else experiments.get(family)
+            return hparam_table(family, exp, profile, description)
+    if name == "table4_datasets":
+        return dataset_table(runs, profile, data_root)
+    raise ValueError(f"unknown table {name!r}; tables: "
+                     f"{', '.join(a.name for a in ARTIFACTS.values() if a.kind == 'table')}")
+
+
 def write_table(table: Table, out_dir: str | Path) -> list[Path]:
     """Write ``<out_dir>/<name>.md`` and ``.tex``; returns the paths."""
     out = Path(out_dir)
@@ -803,8 +822,3 @@ def figure_summary(name: str, runs: Sequence[Run]) -> str:
                              f"(max {max(c.mean):.2f})")
         lines.append(f"  {s.dataset:17s} {s.method:22s} " + "; ".join(parts))
     return "\n".join(lines)
-
-
-def has_nan(runs: Iterable[Run]) -> bool:
-    """Whether any record holds a non-finite accuracy (a diverged run's last epoch)."""
-    return any(not math.isfinite(float(e["test_acc"])) for r in runs for e in r.epochs)

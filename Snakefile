@@ -1,0 +1,45 @@
+# pcdeq-repro: retrain the models and regenerate every table and figure of the paper.
+#
+#   snakemake --cores 1 all                                 # quick profile (default config)
+#   snakemake --cores 1 all --configfile config/paper.yaml  # the paper's protocol
+#   snakemake --cores 1 figures/fig4_sigma_max.pdf          # one artifact, only its runs
+#   snakemake --cores 1 reference                           # refresh results/<profile>/
+#
+# Fresh runs go to runs/<profile>/, logs (and the executed notebooks) to logs/<profile>/,
+# artifacts to the profile's figures_dir / tables_dir. See workflow/common.smk.
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/common.smk"
+
+
+rule all:
+    """Every table and figure of the profile (trains what they need)."""
+    input:
+        artifact_files(),
+    default_target: True
+
+
+rule runs:
+    """Only the training runs of the profile."""
+    input:
+        records(RUNS),
+
+
+rule reference:
+    """Copy the profile's fresh runs to results/<profile>/, the committed reference records
+    that the notebooks read by default (then re-execute the notebooks; see the README)."""
+    input:
+        records(REFERENCE),
+
+
+localrules:
+    all,
+    runs,
+    reference,
+    reference_record,
+
+
+include: "workflow/rules/train.smk"
+include: "workflow/rules/artifacts.smk"

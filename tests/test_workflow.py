@@ -1,0 +1,246 @@
+"""The workflow's configuration checks, its job list, and the report built on real run records.
+
+Snakemake is run as a subprocess (dry runs only: nothing is trained by Snakemake here); the
+report is exercised on records written by a real, tiny `python -m pcdeq train` run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pcdeq import report
+from pcdeq.cli import main as cli_main
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake_dry_run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """`snakemake -n` in the repository, forcing every job so that finished runs don't hide any."""
+    return subprocess.run(
+        [*SNAKEMAKE, "--dry-run", "--forceall", "--nolock", "--cores", "1", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def job_counts(out: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run: rule -> number of jobs."""
+    block = out.split("Job stats:", 1)[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
+
+
+def load_config(name: str) -> dict:
+    return yaml.safe_load((ROOT / "config" / name).read_text())
+
+
+# ------------------------------------------------------------------- config validation
+def bad_config(tmp_path: Path, edit) -> Path:
+    """The smoke profile with one edit, written to a temporary file."""
+    cfg = load_config("smoke.yaml")
+    edit(cfg)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize("edit, expect", [
+    # an unknown key (a typo) is refused by the schema, which names it
+    (lambda c: c["experiments"]["mnist"]["sizes"]["L"].update(epoch=3), "'epoch' was unexpected"),
+    # a bad value, named with its path in the config
+    (lambda c: c.update(device="gpu"), "device"),
+    # a method that passes the name pattern but breaks Lemma 4.2 (pcDEQ-2 needs sigmoid):
+    # refused by pcdeq.hparams.parse_method in workflow/common.smk, naming the key
+    (lambda c: c["experiments"]["mnist"].update(methods=["pcDEQ-1-L-ReLU6", "pcDEQ-2-L-ReLU6"]),
+     "experiments.mnist.methods[1]"),
+])
+def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, edit, expect):
+    cfg = bad_config(tmp_path, edit)
+    res = snakemake_dry_run("all", "--configfile", str(cfg))
+    assert res.returncode != 0
+    out = res.stdout + res.stderr
+    assert expect in out, out[-2000:]
+    assert "Job stats" not in out  # failed while reading the config, before building jobs
+
+
+def test_schema_rejects_unknown_keys_bad_values_and_unknown_methods():
+    """Direct schema checks (fast), one per kind of mistake, with the offending key named."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    schema = str(ROOT / "config" / "schema.yaml")
+    for name in ("config.yaml", "paper.yaml", "smoke.yaml"):
+        # paper.yaml must be complete on its own: it is deep-merged over config.yaml, so a
+        # missing key would silently inherit the quick profile's value.
+        if name != "smoke.yaml":
+            validate(load_config(name), schema)
+    cases = [
+        (lambda c: c.update(profil="x"), "'profil' was unexpected"),
+        (lambda c: c["experiments"].update(imagenet=c["experiments"]["mnist"]),
+         "'imagenet' was unexpected"),
+        (lambda c: c["experiments"]["svhn"].update(seeds=0), "seeds"),
+        (lambda c: c["experiments"]["svhn"].update(dataset="svhn2"), "dataset"),
+        (lambda c: c["experiments"]["cifar10"]["methods"].append("pcDEQ-3-MC-ReLU6"),
+         "pcDEQ-3-MC-ReLU6"),
+        (lambda c: c["experiments"]["mnist"]["sizes"]["SC"].update(train_limit=-5),
+         "train_limit"),
+    ]
+    for edit, expect in cases:
+        cfg = load_config("config.yaml")
+        edit(cfg)
+        with pytest.raises(WorkflowError) as err:
+            validate(cfg, schema)
+        assert expect in str(err.value) + str(err.value.args), expect
+
+
+# ------------------------------------------------------------------------- the job list
+def test_paper_profile_dry_run_lists_160_training_jobs_and_every_artifact():
+    res = snakemake_dry_run("all", "--configfile", "config/paper.yaml")
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = res.stdout + res.stderr
+    counts = job_counts(out)
+    assert counts["train"] == 32 * 5 == 160
+    assert counts["table"] == 7 and counts["figure"] == 6
+    for a in report.ARTIFACTS.values():
+        ext = ".md" if a.kind == "table" else ".pdf"
+        folder = "tables/paper" if a.kind == "table" else "figures/paper"
+        assert f"{folder}/{a.name}{ext}" in out, a.name
+    # real datasets and the paper's settings: no limits, no epoch overrides
+    assert "runs/paper/cifar10/pcDEQ-1-MC-ReLU6-aug/seed4.json" in out
+    assert "synthetic" not in out and "mnist5k" not in out
+
+
+def test_one_artifact_runs_only_the_training_jobs_it_needs():
+    """Figure 4 reads the MNIST L models only: 4 methods x 2 seeds in the quick profile."""
+    res = snakemake_dry_run("figures/fig4_sigma_max.pdf")
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = res.stdout + res.stderr
+    assert job_counts(out) == {"train": 8, "figure": 1, "total": 9}
+    trained = set(re.findall(r"output: (runs/quick/\S+\.json)", out))
+    assert trained == {f"runs/quick/mnist5k/{m}/seed{s}.json" for s in (0, 1)
+                       for m in ("pcDEQ-1-L-ReLU6", "pcDEQ-1-L-Tanh", "pcDEQ-1-L-Softsign",
+                                 "pcDEQ-2-L-Sigmoid")}
+
+
+# --------------------------------------------------------------------------- the report
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory) -> Path:
+    """Two seeds of a real, tiny training run (L model, MNIST 5k subset), via the CLI."""
+    root = tmp_path_factory.mktemp("runs")
+    for seed in (0, 1):
+        out = report.record_path(root, "mnist5k", "pcDEQ-1-L-ReLU6", seed)
+        rc = cli_main(["train", "--dataset", "mnist5k", "--method", "pcDEQ-1-L-ReLU6",
+                       "--seed", str(seed), "--out", str(out), "--epochs", "2",
+                       "--train-limit", "256", "--test-limit", "128", "--device", "cpu",
+                       "--threads", "1", "--quiet"])
+        assert rc == 0
+    return root
+
+
+def test_aggregation_over_seeds_matches_the_records(tiny_runs):
+    runs = report.load_runs(tiny_runs)
+    assert [(r.method, r.seed) for r in runs] == [("pcDEQ-1-L-ReLU6", 0), ("pcDEQ-1-L-ReLU6", 1)]
+    raw = [json.loads(p.read_text()) for p in report.find_records(tiny_runs)]
+    finals = [r["epochs"][-1]["test_acc"] for r in raw]
+    bests = [max(e["test_acc"] for e in r["epochs"]) for r in raw]
+    (s,) = report.summarize(runs)
+    assert s.seeds == (0, 1) and s.epochs == 2 and s.n_params == 70410
+    assert s.final == pytest.approx((statistics.fmean(finals), statistics.stdev(finals)))
+    assert s.best == pytest.approx((statistics.fmean(bests), statistics.stdev(bests)))
+    c = report.curve(runs, "test_acc", "x")
+    assert c.epochs == [1, 2] and c.n == 2
+    assert c.lo[1] == min(finals) and c.hi[1] == max(finals)
+
+    table = report.make_table("table1_mnist", runs, "test")
+    md, tex = table.to_markdown(), table.to_latex()
+    row = next(line for line in md.splitlines() if line.startswith("| pcDEQ-1-L-ReLU6 "))
+    assert f"{s.final[0]:.2f} ± {s.final[1]:.2f}" in row
+    assert "| 98.1 |" in row  # the paper's number, quoted beside ours
+    assert "test profile" in md and "mnist5k" in md and "real data" in md
+    assert "2 seeds x 2 epochs, 256 train / 128 test images" in md
+    assert "monDEQ-SC‡" in md and "Winston & Kolter (2020)" in md
+    assert r"\pm" in tex and r"\begin{tabular}" in tex and "±" not in tex
+
+
+def test_figures_are_byte_stable_and_captioned(tiny_runs, tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    runs = report.load_runs(tiny_runs)
+    files = []
+    for d in ("a", "b"):
+        fig = report.make_figure("fig4_sigma_max", runs, "test")
+        files.append(report.save_figure(fig, tmp_path / d, "fig4_sigma_max"))
+        assert "test profile" in fig._suptitle.get_text()
+    for a, b in zip(*files):
+        assert a.read_bytes() == b.read_bytes(), a.name
+    assert b"CreationDate" not in files[0][0].read_bytes()
+    assert "sigma_max in [" in report.figure_summary("fig4_sigma_max", runs)
+
+
+def test_synthetic_data_is_labelled_not_real(tiny_runs, tmp_path):
+    rec = json.loads(next(iter(report.find_records(tiny_runs))).read_text())
+    rec.update(dataset="synthetic-svhn", method="pcDEQ-1-SC-ReLU6")
+    rec["data"].update(name="synthetic-svhn", family="svhn", synthetic=True,
+                       description="synthetic stand-in for SVHN (not real data)")
+    path = report.record_path(tmp_path, "synthetic-svhn", "pcDEQ-1-SC-ReLU6", rec["seed"])
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(rec))
+    md = report.make_table("table2_svhn", report.load_runs(tmp_path), "quick").to_markdown()
+    assert "SYNTHETIC STAND-IN for SVHN, not real data" in md
+
+
+@pytest.mark.parametrize("corrupt, expect", [
+    (lambda t: t[: len(t) // 2], "not valid JSON"),
+    (lambda t: t.replace('"n_params"', '"n_parameters"'), "missing field 'n_params'"),
+    (lambda t: t.replace('"status": "complete"', '"status": "running"'), "not finished"),
+    (lambda t: t.replace('"test_acc": ', '"test_acc": "x", "was": ', 1),
+     "epochs[0].test_acc should be a number"),
+])
+def test_malformed_record_error_names_the_file(tiny_runs, tmp_path, corrupt, expect):
+    src = report.record_path(tiny_runs, "mnist5k", "pcDEQ-1-L-ReLU6", 0)
+    bad = report.record_path(tmp_path, "mnist5k", "pcDEQ-1-L-ReLU6", 0)
+    bad.parent.mkdir(parents=True)
+    bad.write_text(corrupt(src.read_text()))
+    with pytest.raises(report.RecordError) as err:
+        report.load_runs(tmp_path)
+    assert str(err.value).startswith(str(bad)) and expect in str(err.value)
+
+
+def test_record_in_the_wrong_place_is_refused(tiny_runs, tmp_path):
+    src = report.record_path(tiny_runs, "mnist5k", "pcDEQ-1-L-ReLU6", 0)
+    wrong = report.record_path(tmp_path, "mnist5k", "pcDEQ-1-L-Tanh", 0)
+    wrong.parent.mkdir(parents=True)
+    shutil.copy(src, wrong)
+    with pytest.raises(report.RecordError, match="but lies at"):
+        report.load_run(wrong)
+
+
+def test_notebook_fails_naming_a_malformed_record(tiny_runs, tmp_path):
+    """The notebook the workflow runs stops on a bad record and says which file it was."""
+    import papermill
+
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_runs, runs)
+    bad = report.record_path(runs, "mnist5k", "pcDEQ-1-L-ReLU6", 1)
+    bad.write_text("{ not json")
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        papermill.execute_notebook(
+            str(ROOT / "notebooks" / "accuracy_tables.ipynb"), str(tmp_path / "out.ipynb"),
+            parameters={"results_dir": str(runs)}, kernel_name="python3", cwd=str(ROOT),
+            progress_bar=False)
+    assert "RecordError" in str(err.value) and str(bad) in str(err.value)
+
+
+def test_method_names_are_file_safe():
+    from pcdeq import paper_methods
+    for method in (m for ms in paper_methods().values() for m in ms):
+        safe = report.safe_method(method)
+        assert "*" not in safe and report.method_from_safe(safe) == method
+    assert report.safe_method("pcDEQ-1-MC-ReLU6*") == "pcDEQ-1-MC-ReLU6-aug"

@@ -1,0 +1,53 @@
+# Artifacts: Papermill executes a parameterized notebook per table / figure; the notebook
+# writes the artifact files itself and its executed copy is kept as the rule's log.
+# Plotting is split from training: changing a figure never retrains anything.
+
+
+rule table:
+    """Tables 1-7 (Markdown + LaTeX): accuracy_tables / dataset_table / hparam_tables."""
+    input:
+        notebook=artifact_notebook,
+        records=artifact_records,
+        code=["pcdeq/report.py", "pcdeq/paper_results.py"],
+    output:
+        md=f"{TABLES}/{{name}}.md",
+        tex=f"{TABLES}/{{name}}.tex",
+    log:
+        notebook=f"{LOGS}/notebooks/{{name}}.ipynb",
+        stderr=f"{LOGS}/notebooks/{{name}}.log",
+    params:
+        nb=notebook_params,
+    resources:
+        gpu=0,
+        mem_mb=2000,
+        runtime=10,
+    wildcard_constraints:
+        name=one_of(artifact_names("table")),
+    shell:
+        "{PY:q} -m papermill --kernel python3 --cwd . --no-progress-bar"
+        " {input.notebook:q} {log.notebook:q} -y {params.nb:q} 2> {log.stderr:q}"
+
+
+rule figure:
+    """Figures 2, 3, 4, 8, 9, 10 (PDF + PNG, byte-stable) from notebooks/figures.ipynb."""
+    input:
+        notebook=artifact_notebook,
+        records=artifact_records,
+        code=["pcdeq/report.py", "pcdeq/paper_results.py"],
+    output:
+        pdf=f"{FIGURES}/{{name}}.pdf",
+        png=f"{FIGURES}/{{name}}.png",
+    log:
+        notebook=f"{LOGS}/notebooks/{{name}}.ipynb",
+        stderr=f"{LOGS}/notebooks/{{name}}.log",
+    params:
+        nb=notebook_params,
+    resources:
+        gpu=0,
+        mem_mb=2000,
+        runtime=10,
+    wildcard_constraints:
+        name=one_of(artifact_names("figure")),
+    shell:
+        "{PY:q} -m papermill --kernel python3 --cwd . --no-progress-bar"
+        " {input.notebook:q} {log.notebook:q} -y {params.nb:q} 2> {log.stderr:q}"
