@@ -250,8 +250,8 @@ def load_run(path: str | Path) -> Run:
     for key in ("epochs", "lr", "lr_decay_epoch", "weight_decay", "batch_size", "channels"):
         if key not in rec["hparams"]:
             raise bad(f"missing field 'hparams.{key}'")
-    if not rec["epochs"]:
-        raise bad("no finished epoch ('epochs' is empty)")
+    if not rec["epochs"] and rec["status"] == "complete":
+        raise bad("status 'complete' but no finished epoch ('epochs' is empty)")
     for i, e in enumerate(rec["epochs"]):
         if not isinstance(e, dict):
             raise bad(f"epochs[{i}] is not an object")
@@ -393,21 +393,21 @@ def _count(n: int) -> str:
     return f"{n:,}"
 
 
-def data_label(runs: Sequence[Run]) -> str:
-    """What data the runs used, e.g. 'MNIST 5k subset (...), real data' or a synthetic warning."""
-    out = []
-    for dataset in sorted({r.dataset for r in runs}):
-        r = next(x for x in runs if x.dataset == dataset)
-        if r.data["synthetic"]:
-            out.append(f"{dataset}: SYNTHETIC STAND-IN for {PAPER_DATASET_NAMES[r.family]}, "
-                       "not real data (checks the pipeline only)")
-        else:
-            out.append(f"{dataset}: {r.data['description']}, real data")
-    return "; ".join(out)
+def data_label(run: Run) -> str:
+    """What data a run used: its description and 'real data', or a synthetic warning."""
+    if run.data["synthetic"]:
+        return (f"SYNTHETIC STAND-IN for {PAPER_DATASET_NAMES[run.family]}, not real data; "
+                "checks the pipeline only")
+    return f"{run.data['description']}, real data"
+
+
+def _slash(values: Iterable[Any], fmt=str) -> str:
+    return "/".join(fmt(v) for v in sorted(set(values)))
 
 
 def size_label(runs: Sequence[Run]) -> str:
-    """Seeds x epochs and images used per architecture, e.g. 'L: 2 seeds x 15 epochs, ...'."""
+    """Seeds x epochs and images used per architecture of one dataset's runs,
+    e.g. 'L: 2 seeds x 20 epochs, 4,000 train / 1,000 test images'."""
     parts = []
     for arch in _ALL_ARCHS:
         rs = [r for r in runs if r.arch == arch]
@@ -416,22 +416,26 @@ def size_label(runs: Sequence[Run]) -> str:
         per_method: dict[str, set[int]] = {}
         for r in rs:
             per_method.setdefault(r.method, set()).add(r.seed)
-        seeds = sorted({len(s) for s in per_method.values()})
-        epochs = sorted({r.hparams["epochs"] for r in rs})
-        trains = sorted({r.data["n_train"] for r in rs})
-        tests = sorted({r.data["n_test"] for r in rs})
-        parts.append(f"{arch}: {'/'.join(map(str, seeds))} seed{'s' if seeds != [1] else ''} x "
-                     f"{'/'.join(map(str, epochs))} epochs, "
-                     f"{'/'.join(map(_count, trains))} train / {'/'.join(map(_count, tests))} "
-                     "test images")
+        seeds = {len(s) for s in per_method.values()}
+        epochs = {r.hparams["epochs"] for r in rs}
+        parts.append(f"{arch}: {_slash(seeds)} seed{'' if seeds == {1} else 's'} x "
+                     f"{_slash(epochs)} epoch{'' if epochs == {1} else 's'}, "
+                     f"{_slash((r.data['n_train'] for r in rs), _count)} train / "
+                     f"{_slash((r.data['n_test'] for r in rs), _count)} test images")
     return "; ".join(parts)
 
 
 def caption(profile: str, runs: Sequence[Run]) -> str:
-    """The provenance line every artifact carries: profile, data, seeds x epochs, sizes."""
+    """The provenance every artifact carries: the profile and, per dataset, the data (real or
+    synthetic stand-in), seeds x epochs and the images used."""
     if not runs:
         return f"{profile} profile: no runs"
-    return f"{profile} profile. Data: {data_label(runs)}. Runs: {size_label(runs)}."
+    parts = []
+    for dataset in sorted({r.dataset for r in runs},
+                          key=lambda d: (FAMILIES.index(dataset_info(d).family), d)):
+        rs = [r for r in runs if r.dataset == dataset]
+        parts.append(f"{dataset} ({data_label(rs[0])}): {size_label(rs)}")
+    return f"{profile} profile. " + ". ".join(parts) + "."
 
 
 # -------------------------------------------------------------------------------- tables
@@ -445,13 +449,12 @@ class Table:
     header: list[str]
     rows: list[list[str]]
     notes: list[str] = field(default_factory=list)
-    align: str = ""  # LaTeX column spec; default: first column left, the rest right
+    align: str = ""  # one l/r per column (Markdown and LaTeX); default: l then r
 
     def to_markdown(self) -> str:
         lines = [f"**{self.title}.** {self.caption}", ""]
         lines.append("| " + " | ".join(self.header) + " |")
-        lines.append("|" + "|".join(":---" if i == 0 else "---:"
-                                    for i in range(len(self.header))) + "|")
+        lines.append("|" + "|".join(":---" if a == "l" else "---:" for a in self._align()) + "|")
         lines += ["| " + " | ".join(row) + " |" for row in self.rows]
         if self.notes:
             lines.append("")
@@ -459,8 +462,11 @@ class Table:
                       for i, n in enumerate(self.notes)]
         return "\n".join(lines) + "\n"
 
+    def _align(self) -> str:
+        return self.align or ("l" + "r" * (len(self.header) - 1))
+
     def to_latex(self) -> str:
-        align = self.align or ("l" + "r" * (len(self.header) - 1))
+        align = self._align()
         lines = [
             f"% {self.name}: generated by pcdeq.report from run records; do not edit by hand.",
             r"\begin{table}[t]",
@@ -473,9 +479,12 @@ class Table:
             " & ".join(latex_escape(h) for h in self.header) + r" \\",
             r"\midrule",
         ]
-        for row in self.rows:
+        for i, row in enumerate(self.rows):
             if row and row[0].startswith("**") and all(c == "" for c in row[1:]):
-                lines.append(rf"\midrule \multicolumn{{{len(self.header)}}}{{l}}"
+                # a section row ("**Baselines quoted by the paper**"): a rule above it,
+                # except right under the header's own rule
+                lines.append(("" if i == 0 else r"\midrule ") +
+                             rf"\multicolumn{{{len(self.header)}}}{{l}}"
                              rf"{{\textit{{{latex_escape(row[0].strip('*'))}}}}} \\")
                 continue
             lines.append(" & ".join(latex_escape(c) for c in row) + r" \\")
@@ -540,7 +549,8 @@ def accuracy_table(runs: Sequence[Run], family: str, profile: str) -> Table:
          if any(b.mark == mark for b in BASELINES[family])]
     if family == "cifar10":
         notes.append("* trained with data augmentation (random crop + horizontal flip).")
-    return Table(name, ARTIFACTS[name].title, caption(profile, fam_runs), header, rows, notes)
+    return Table(name, ARTIFACTS[name].title, caption(profile, fam_runs), header, rows, notes,
+                 align="lrrrlr")
 
 
 def dataset_table(runs: Sequence[Run], profile: str, data_root: str = "data") -> Table:
@@ -575,7 +585,7 @@ def dataset_table(runs: Sequence[Run], profile: str, data_root: str = "data") ->
              "saw (from their records).",
              f"Paper: the full datasets of {PAPER}, quoted for comparison."]
     return Table("table4_datasets", ARTIFACTS["table4_datasets"].title,
-                 caption(profile, list(runs)), header, rows, notes)
+                 caption(profile, list(runs)), header, rows, notes, align="lllrrrrrlr")
 
 
 def _fmt_float(x: float) -> str:
@@ -603,14 +613,18 @@ def hparam_table(family: str, experiment: dict | None, profile: str, description
     notes = [f"Paper columns: rendered from pcdeq/hparams.py (the project's single source of "
              f"the paper's Tables 5-7); solver tolerance {hp0.tol:g}, at most {hp0.max_iter} "
              "iterations; AdamW; one LR decay by the factor at the given epoch.",
-             f"Last column: what the {profile} profile ({description}) changes; "
-             "'paper' = unchanged."]
-    if experiment is not None:
-        notes.append(f"{profile} profile trains on {experiment['dataset']} "
-                     f"({dataset_info(experiment['dataset']).description}) with "
-                     f"{experiment['seeds']} seed(s) per method.")
-    return Table(name, ARTIFACTS[name].title, f"{profile} profile: " + description, header,
-                 rows, notes)
+             f"Last column: what the {profile} profile changes ('paper' = nothing, "
+             "'not run' = the profile does not train this method)."]
+    if experiment is None:
+        data = "not run in this profile"
+    else:
+        info = dataset_info(experiment["dataset"])
+        data = (f"trained on {info.name} ({info.description}"
+                f"{'' if info.synthetic else ', real data'}), {experiment['seeds']} "
+                f"seed{'s' if experiment['seeds'] != 1 else ''} per method")
+    cap = (f"{profile} profile ({description}). The paper's hyperparameters for "
+           f"{PAPER_DATASET_NAMES[family]}; this profile: {data}.")
+    return Table(name, ARTIFACTS[name].title, cap, header, rows, notes, align="lrrrrrrrl")
 
 
 def _profile_change(experiment: dict | None, method: str, epochs: int, decay: int) -> str:
@@ -621,7 +635,7 @@ def _profile_change(experiment: dict | None, method: str, epochs: int, decay: in
         return "not run"
     parts = []
     if size["epochs"] is not None and size["epochs"] != epochs:
-        parts.append(f"{size['epochs']} epochs" +
+        parts.append(f"{size['epochs']} epoch{'s' if size['epochs'] != 1 else ''}" +
                      (" (LR decay not reached)" if size["epochs"] <= decay else ""))
     if size["train_limit"] is not None:
         parts.append(f"first {_count(size['train_limit'])} train")
@@ -751,6 +765,8 @@ def _draw_panel(ax, panel: Panel) -> None:
     ax.set_xlabel("epoch", fontsize=8)
     ax.set_ylabel(METRICS[panel.metric], fontsize=8)
     ax.tick_params(labelsize=7)
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     drawn = False
     by_method: dict[str, list[Run]] = {}
     for r in panel.runs:

@@ -24,11 +24,55 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def snakemake_dry_run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def snakemake_dry_run_cmd(*args: str) -> list[str]:
     """`snakemake -n` in the repository, forcing every job so that finished runs don't hide any."""
-    return subprocess.run(
-        [*SNAKEMAKE, "--dry-run", "--forceall", "--nolock", "--cores", "1", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=120)
+    return [*SNAKEMAKE, "--dry-run", "--forceall", "--nolock", "--cores", "1", *args]
+
+
+def bad_config(tmp_path: Path, name: str, edit) -> Path:
+    """The smoke profile with one edit, written to a temporary file."""
+    cfg = load_config("smoke.yaml")
+    edit(cfg)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def load_config(name: str) -> dict:
+    return yaml.safe_load((ROOT / "config" / name).read_text())
+
+
+BAD_CONFIGS = {
+    # an unknown key (a typo) is refused by the schema, which names it
+    "unknown_key": (lambda c: c["experiments"]["mnist"]["sizes"]["L"].update(epoch=3),
+                    "'epoch' was unexpected"),
+    # a method that passes the name pattern but breaks Lemma 4.2 (pcDEQ-2 needs sigmoid):
+    # refused by pcdeq.hparams.parse_method in workflow/common.smk, naming the key
+    "bad_method": (lambda c: c["experiments"]["mnist"].update(
+        methods=["pcDEQ-1-L-ReLU6", "pcDEQ-2-L-ReLU6"]), "experiments.mnist.methods[1]"),
+    # an L model on SVHN: the paper has none; refused naming the key
+    "wrong_family": (lambda c: c["experiments"]["svhn"].update(methods=["pcDEQ-1-L-ReLU6"]),
+                     "experiments.svhn.methods[0]"),
+}
+
+
+@pytest.fixture(scope="module")
+def dry_runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
+    """Every Snakemake dry run of this file, started at once (each spends seconds importing)."""
+    tmp = tmp_path_factory.mktemp("configs")
+    cmds = {
+        "paper": snakemake_dry_run_cmd("all", "--configfile", "config/paper.yaml"),
+        "fig4": snakemake_dry_run_cmd("figures/fig4_sigma_max.pdf"),
+    }
+    for name, (edit, _) in BAD_CONFIGS.items():
+        cmds[name] = snakemake_dry_run_cmd("all", "--configfile", str(bad_config(tmp, name, edit)))
+    procs = {k: subprocess.Popen(c, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True) for k, c in cmds.items()}
+    out = {}
+    for k, p in procs.items():
+        stdout, stderr = p.communicate(timeout=300)
+        out[k] = subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr)
+    return out
 
 
 def job_counts(out: str) -> dict[str, int]:
@@ -37,35 +81,13 @@ def job_counts(out: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
 
 
-def load_config(name: str) -> dict:
-    return yaml.safe_load((ROOT / "config" / name).read_text())
-
-
 # ------------------------------------------------------------------- config validation
-def bad_config(tmp_path: Path, edit) -> Path:
-    """The smoke profile with one edit, written to a temporary file."""
-    cfg = load_config("smoke.yaml")
-    edit(cfg)
-    path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-@pytest.mark.parametrize("edit, expect", [
-    # an unknown key (a typo) is refused by the schema, which names it
-    (lambda c: c["experiments"]["mnist"]["sizes"]["L"].update(epoch=3), "'epoch' was unexpected"),
-    # a bad value, named with its path in the config
-    (lambda c: c.update(device="gpu"), "device"),
-    # a method that passes the name pattern but breaks Lemma 4.2 (pcDEQ-2 needs sigmoid):
-    # refused by pcdeq.hparams.parse_method in workflow/common.smk, naming the key
-    (lambda c: c["experiments"]["mnist"].update(methods=["pcDEQ-1-L-ReLU6", "pcDEQ-2-L-ReLU6"]),
-     "experiments.mnist.methods[1]"),
-])
-def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, edit, expect):
-    cfg = bad_config(tmp_path, edit)
-    res = snakemake_dry_run("all", "--configfile", str(cfg))
+@pytest.mark.parametrize("name", BAD_CONFIGS)
+def test_bad_config_fails_before_any_job_naming_the_key(dry_runs, name):
+    res = dry_runs[name]
     assert res.returncode != 0
     out = res.stdout + res.stderr
+    expect = BAD_CONFIGS[name][1]
     assert expect in out, out[-2000:]
     assert "Job stats" not in out  # failed while reading the config, before building jobs
 
@@ -85,6 +107,7 @@ def test_schema_rejects_unknown_keys_bad_values_and_unknown_methods():
         (lambda c: c.update(profil="x"), "'profil' was unexpected"),
         (lambda c: c["experiments"].update(imagenet=c["experiments"]["mnist"]),
          "'imagenet' was unexpected"),
+        (lambda c: c.update(device="gpu"), "'gpu' is not one of"),
         (lambda c: c["experiments"]["svhn"].update(seeds=0), "seeds"),
         (lambda c: c["experiments"]["svhn"].update(dataset="svhn2"), "dataset"),
         (lambda c: c["experiments"]["cifar10"]["methods"].append("pcDEQ-3-MC-ReLU6"),
@@ -101,8 +124,8 @@ def test_schema_rejects_unknown_keys_bad_values_and_unknown_methods():
 
 
 # ------------------------------------------------------------------------- the job list
-def test_paper_profile_dry_run_lists_160_training_jobs_and_every_artifact():
-    res = snakemake_dry_run("all", "--configfile", "config/paper.yaml")
+def test_paper_profile_dry_run_lists_160_training_jobs_and_every_artifact(dry_runs):
+    res = dry_runs["paper"]
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout + res.stderr
     counts = job_counts(out)
@@ -117,9 +140,9 @@ def test_paper_profile_dry_run_lists_160_training_jobs_and_every_artifact():
     assert "synthetic" not in out and "mnist5k" not in out
 
 
-def test_one_artifact_runs_only_the_training_jobs_it_needs():
+def test_one_artifact_runs_only_the_training_jobs_it_needs(dry_runs):
     """Figure 4 reads the MNIST L models only: 4 methods x 2 seeds in the quick profile."""
-    res = snakemake_dry_run("figures/fig4_sigma_max.pdf")
+    res = dry_runs["fig4"]
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout + res.stderr
     assert job_counts(out) == {"train": 8, "figure": 1, "total": 9}
@@ -167,6 +190,20 @@ def test_aggregation_over_seeds_matches_the_records(tiny_runs):
     assert "2 seeds x 2 epochs, 256 train / 128 test images" in md
     assert "monDEQ-SC‡" in md and "Winston & Kolter (2020)" in md
     assert r"\pm" in tex and r"\begin{tabular}" in tex and "±" not in tex
+
+
+def test_diverged_run_is_reported_not_averaged(tiny_runs, tmp_path):
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(tiny_runs, runs_dir)
+    path = report.record_path(runs_dir, "mnist5k", "pcDEQ-1-L-ReLU6", 1)
+    rec = json.loads(path.read_text())
+    rec.update(status="diverged", epochs=[])  # diverged in its first epoch
+    path.write_text(json.dumps(rec))
+    runs = report.load_runs(runs_dir)
+    (s,) = report.summarize(runs)
+    assert s.seeds == (0,) and s.diverged == (1,)
+    assert s.final == (runs[0].final_acc, None)
+    assert "1 x 2 ep (+1 diverged)" in report.make_table("table1_mnist", runs, "t").to_markdown()
 
 
 def test_figures_are_byte_stable_and_captioned(tiny_runs, tmp_path):

@@ -17,7 +17,10 @@ from pcdeq.hparams import ConfigError, dataset_info, hyperparameters, parse_meth
 from pcdeq.report import (ARTIFACTS, LOGS_ROOT, REFERENCE_ROOT, RUNS_ROOT, arch_key,  # noqa: E402
                           method_from_safe, record_path, safe_method)
 
-# The interpreter running Snakemake also runs the jobs: `python` on PATH may be another one.
+# The interpreter running Snakemake also runs the jobs (`python` on PATH may be another one,
+# e.g. when snakemake is called as .venv/bin/snakemake without activating the venv). Used in
+# shell commands directly, not via params: an interpreter's path is not provenance of a
+# result, and as a param it would make every output look outdated after a venv move.
 PY = sys.executable
 
 

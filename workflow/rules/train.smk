@@ -2,9 +2,11 @@
 
 
 rule train:
-    """Train one run. Rerunning an interrupted job resumes from RUN.json.ckpt (kept by the
-    core beside the record); exit status 3 means the run diverged: its record (status
-    'diverged', the finished epochs) is kept as the output and reported in the tables."""
+    """Train one run. The core writes the record after every epoch, so it trains into
+    RUN.json.part and the output appears only once the run has ended: an interrupted
+    workflow never mistakes a partial record for a finished one, and rerunning the job
+    resumes from RUN.json.part.ckpt. Exit status 3 means the run diverged: its record
+    (status 'diverged', the finished epochs) becomes the output and the tables report it."""
     output:
         record=f"{RUNS}/{{dataset}}/{{method}}/seed{{seed}}.json",
     log:
@@ -24,10 +26,18 @@ rule train:
         method=r"pcDEQ-[12]-(L|SC|MC)-(ReLU6|Tanh|Softsign|Sigmoid)(-aug)?",
         seed=r"\d+",
     shell:
-        "{PY:q} -m pcdeq train --dataset {wildcards.dataset} --method {params.method:q}"
-        " --seed {wildcards.seed} --out {output.record:q} {params.sizes}"
-        " --device {params.device} --data-root {params.data_root:q} --threads {threads}"
-        " > {log:q} 2>&1 || test $? -eq 3"
+        """
+        rc=0
+        {PY:q} -m pcdeq train --dataset {wildcards.dataset} --method {params.method:q} \
+            --seed {wildcards.seed} --out {output.record:q}.part {params.sizes} \
+            --device {params.device} --data-root {params.data_root:q} --threads {threads} \
+            > {log:q} 2>&1 || rc=$?
+        if [ $rc -ne 0 ] && [ $rc -ne 3 ]; then
+            tail -n 15 {log:q} >&2  # the core's own error message, right in Snakemake's output
+            exit $rc
+        fi
+        mv {output.record:q}.part {output.record:q}
+        """
 
 
 rule reference_record:
