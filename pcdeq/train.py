@@ -83,6 +83,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide records from other users
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -317,11 +318,9 @@ class Trainer:
                 warnings.warn(f"{hits} fixed-point solve(s) hit max_iter={self.hp.max_iter} in epoch {epoch} "
                               f"of {self.record['method']} (counted in the record as max_iter_hits)",
                               RuntimeWarning, stacklevel=2)
-            if epoch < self.hp.epochs:
+            if epoch < self.hp.epochs:  # the last epoch's record is written as complete below
                 self.save_checkpoint()  # before the record: the checkpoint is the source of truth
-            else:
-                self.record["status"] = "complete"
-            atomic_write_json(self.out, self.record)
+                atomic_write_json(self.out, self.record)
             if self.cfg.log:
                 print(_epoch_line(self.record, self.record["epochs"][-1]), file=sys.stderr, flush=True)
         self.record["status"] = "complete"
