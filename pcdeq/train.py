@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from .data import Dataset, Preprocess, batches, load_dataset
 from .hparams import ConfigError, HParams, dataset_info, hyperparameters, parse_method
 from .models import DEQClassifier, build_model, n_params
-
-RECORD_FORMAT = "pcdeq-run/1"
+from .report import RECORD_FORMAT
 
 
 @dataclass(frozen=True)
