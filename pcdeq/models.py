@@ -121,4 +121,10 @@ def build_model(dataset: str, method: str, *, tol: float | None = None, max_iter
         raise ConfigError(f"{m.arch} models take {1 if m.arch != 'MC' else 3} channel widths, got {hp.channels}")
     kw = dict(solver=solver, tol=hp.tol, max_iter=hp.max_iter)
     stages, head = (_l_model if m.arch == "L" else _conv_model)(info, m, hp, kw)
-    return DEQClassifier(stages, head, ModelSpec(info.name, m, hp, solver))
+    model = DEQClassifier(stages, head, ModelSpec(info.name, m, hp, solver))
+    if m.arch != "L":
+        # Channels-last weights make every convolution (and its transpose in the adjoint
+        # solve) run channels-last: about 2-3x faster on CPU (oneDNN), the layout cuDNN
+        # prefers too. The layout follows the weights through W = g v / ||v|| and BN.
+        model = model.to(memory_format=torch.channels_last)
+    return model

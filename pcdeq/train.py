@@ -175,7 +175,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = build_model(info.name, cfg.method, tol=self.hp.tol, max_iter=self.hp.max_iter,
                                  channels=self.hp.channels).to(self.device)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.hp.lr, weight_decay=self.hp.weight_decay)
+        # fused: one kernel for all parameters instead of ~10 ops each; a quarter of an L
+        # model's step time on CPU goes to the optimizer otherwise.
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.hp.lr, weight_decay=self.hp.weight_decay,
+                                     fused=True)
         self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, [self.hp.lr_decay_epoch], self.hp.lr_decay_factor)
         self.gen = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation
         self.record = self._new_record()

@@ -71,8 +71,11 @@ def test_cli_bad_input_fails_before_work(tmp_path, args, match):
     assert not (tmp_path / "r.json").exists()
 
 
-def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
-    full = train(_cfg(tmp_path / "a"))
+# A conv model too: channels-last weights, BN running stats and the augmentation RNG must resume.
+@pytest.mark.parametrize("kw", [{}, dict(dataset="synthetic-cifar10", method="pcDEQ-1-MC-ReLU6*",
+                                         train_limit=64, test_limit=32)], ids=["L", "MC*"])
+def test_resume_equals_uninterrupted(tmp_path, monkeypatch, kw):
+    full = train(_cfg(tmp_path / "a", **kw))
     calls = {"n": 0}
     orig = Trainer.train_epoch
 
@@ -83,7 +86,7 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
         return orig(self, epoch)
 
     monkeypatch.setattr(Trainer, "train_epoch", crash_in_epoch_3)
-    cfg = _cfg(tmp_path / "b")
+    cfg = _cfg(tmp_path / "b", **kw)
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
     partial = json.loads((tmp_path / "b" / "run.json").read_text())
