@@ -2,7 +2,7 @@
 #
 #   snakemake --cores 1 all                                 # quick profile (default config)
 #   snakemake --cores 1 all --configfile config/paper.yaml  # the paper's protocol
-#   snakemake --cores 1 figures/fig4_sigma_max.pdf          # one artifact, only its runs
+#   snakemake --cores 1 --force figures/fig4_sigma_max.pdf  # one artifact, only its runs
 #   snakemake --cores 1 reference                           # refresh results/<profile>/
 #
 # Fresh runs go to runs/<profile>/, logs (and the executed notebooks) to logs/<profile>/,
@@ -15,8 +15,12 @@ include: "workflow/common.smk"
 
 
 rule all:
-    """Every table and figure of the profile (trains what they need)."""
+    """Every training run and every table and figure of the profile. The runs and the profile
+    record are named here, not only as inputs of the artifacts: in a fresh clone they are
+    missing, so every committed artifact is regenerated from fresh runs."""
     input:
+        records(RUNS),
+        PROFILE_RECORD,
         artifact_files(),
     default_target: True
 
@@ -39,6 +43,7 @@ localrules:
     runs,
     reference,
     reference_record,
+    profile_record,
 
 
 include: "workflow/rules/train.smk"

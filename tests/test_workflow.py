@@ -24,9 +24,22 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def snakemake_dry_run_cmd(*args: str) -> list[str]:
-    """`snakemake -n` in the repository, forcing every job so that finished runs don't hide any."""
-    return [*SNAKEMAKE, "--dry-run", "--forceall", "--nolock", "--cores", "1", *args]
+def snakemake_dry_run_cmd(*args: str, force: str | None = "--forceall") -> list[str]:
+    """`snakemake -n`, by default forcing every job so that finished runs don't hide any."""
+    return [*SNAKEMAKE, "--dry-run", *([force] if force else []), "--nolock", "--cores", "1", *args]
+
+
+def fresh_clone(dest: Path) -> Path:
+    """The tracked files of the repository, as a fresh clone has them, with the committed
+    artifacts made the newest files: the worst case of a checkout's file times."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True,
+                           text=True).stdout.split("\0")
+    for f in filter(None, files):
+        (dest / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, dest / f)
+    for artifact in [*(dest / "figures").glob("*.p*"), *(dest / "tables").glob("*.*")]:
+        artifact.touch()
+    return dest
 
 
 def bad_config(tmp_path: Path, name: str, edit) -> Path:
@@ -60,14 +73,19 @@ BAD_CONFIGS = {
 def dry_runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
     """Every Snakemake dry run of this file, started at once (each spends seconds importing)."""
     tmp = tmp_path_factory.mktemp("configs")
+    clone = fresh_clone(tmp_path_factory.mktemp("clone"))
     cmds = {
-        "paper": snakemake_dry_run_cmd("all", "--configfile", "config/paper.yaml"),
-        "fig4": snakemake_dry_run_cmd("figures/fig4_sigma_max.pdf"),
+        "paper": (snakemake_dry_run_cmd("all", "--configfile", "config/paper.yaml"), ROOT),
+        "fig4": (snakemake_dry_run_cmd("figures/fig4_sigma_max.pdf"), ROOT),
+        # what the README's commands do in a fresh clone, whose artifacts are committed
+        "clone_all": (snakemake_dry_run_cmd("all", force=None), clone),
+        "clone_fig4": (snakemake_dry_run_cmd("figures/fig4_sigma_max.pdf", force=None), clone),
+        "clone_fig4_force": (snakemake_dry_run_cmd("figures/fig4_sigma_max.pdf", force="--force"), clone),
     }
     for name, (edit, _) in BAD_CONFIGS.items():
-        cmds[name] = snakemake_dry_run_cmd("all", "--configfile", str(bad_config(tmp, name, edit)))
-    procs = {k: subprocess.Popen(c, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True) for k, c in cmds.items()}
+        cmds[name] = (snakemake_dry_run_cmd("all", "--configfile", str(bad_config(tmp, name, edit))), ROOT)
+    procs = {k: subprocess.Popen(c, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True) for k, (c, cwd) in cmds.items()}
     out = {}
     for k, p in procs.items():
         stdout, stderr = p.communicate(timeout=300)
@@ -145,11 +163,30 @@ def test_one_artifact_runs_only_the_training_jobs_it_needs(dry_runs):
     res = dry_runs["fig4"]
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout + res.stderr
-    assert job_counts(out) == {"train": 8, "figure": 1, "total": 9}
-    trained = set(re.findall(r"output: (runs/quick/\S+\.json)", out))
+    assert job_counts(out) == {"train": 8, "profile_record": 1, "figure": 1, "total": 10}
+    trained = set(re.findall(r"output: (runs/quick/\S+/seed\d\.json)", out))
     assert trained == {f"runs/quick/mnist5k/{m}/seed{s}.json" for s in (0, 1)
                        for m in ("pcDEQ-1-L-ReLU6", "pcDEQ-1-L-Tanh", "pcDEQ-1-L-Softsign",
                                  "pcDEQ-2-L-Sigmoid")}
+
+
+def test_fresh_clone_all_retrains_and_regenerates_every_committed_artifact(dry_runs):
+    """`snakemake --cores 1 all` in a fresh clone: every run trained, every artifact redone,
+    even though the committed artifacts are newer than everything they are made from."""
+    res = dry_runs["clone_all"]
+    assert res.returncode == 0, res.stderr[-3000:]
+    counts = job_counts(res.stdout + res.stderr)
+    assert counts["train"] == 12 * 2 + 8 + 12 == 44
+    assert counts["table"] == 7 and counts["figure"] == 6 and counts["profile_record"] == 1
+
+
+def test_fresh_clone_one_committed_artifact_needs_force(dry_runs):
+    """A committed artifact is up to date for Snakemake; `--force` (as the README says) redoes
+    it and trains only the runs it reads."""
+    assert "Nothing to be done" in dry_runs["clone_fig4"].stdout + dry_runs["clone_fig4"].stderr
+    res = dry_runs["clone_fig4_force"]
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert job_counts(res.stdout + res.stderr) == {"train": 8, "profile_record": 1, "figure": 1, "total": 10}
 
 
 # --------------------------------------------------------------------------- the report

@@ -62,6 +62,14 @@ FIGURES: str = config["figures_dir"]
 TABLES: str = config["tables_dir"]
 GPU: int = 0 if config["device"] == "cpu" else 1
 DATASETS: list[str] = sorted({exp["dataset"] for exp in config["experiments"].values()})
+# The resolved config, written next to the fresh runs: provenance, and an input of every
+# artifact that a fresh clone lacks, so that `all` regenerates the committed artifacts
+# whatever the file times of the checkout (Snakemake skips missing intermediates of
+# outputs it deems up to date).
+PROFILE_RECORD: str = f"{RUNS}/profile.json"
+# Torch threads of a training job: as configured, not Snakemake's `threads` (which --cores 1
+# cuts to 1). Used in the shell command directly, like PY, so it is no rerun trigger.
+TORCH_THREADS: int = config["threads"]
 
 
 def jobs(artifact: str | None = None) -> list[tuple[str, str, int]]:
@@ -114,6 +122,11 @@ def train_runtime(wildcards) -> int:
 def artifact_records(wildcards) -> list[str]:
     """Fresh run records an artifact is rendered from (only the training jobs it needs)."""
     return records(RUNS, wildcards.name)
+
+
+def profile_json() -> str:
+    """The whole config as canonical JSON (the content of PROFILE_RECORD)."""
+    return json.dumps(config, sort_keys=True)
 
 
 def artifact_notebook(wildcards) -> str:

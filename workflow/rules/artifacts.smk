@@ -8,6 +8,7 @@ rule table:
     input:
         notebook=artifact_notebook,
         records=artifact_records,
+        profile=PROFILE_RECORD,
         code=["pcdeq/report.py", "pcdeq/paper_results.py"],
     output:
         md=f"{TABLES}/{{name}}.md",
@@ -33,6 +34,7 @@ rule figure:
     input:
         notebook=artifact_notebook,
         records=artifact_records,
+        profile=PROFILE_RECORD,
         code=["pcdeq/report.py", "pcdeq/paper_results.py"],
     output:
         pdf=f"{FIGURES}/{{name}}.pdf",

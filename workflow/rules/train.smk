@@ -16,9 +16,6 @@ rule train:
         sizes=train_size_args,
         device=config["device"],
         data_root=config["data_root"],
-        # Torch threads as configured, not Snakemake's `threads` (which --cores 1 cuts to 1):
-        # with --cores 1 the jobs run one at a time and each should still use the machine.
-        torch_threads=config["threads"],
     threads: config["threads"]
     resources:
         gpu=GPU,
@@ -33,7 +30,7 @@ rule train:
         rc=0
         {PY:q} -m pcdeq train --dataset {wildcards.dataset} --method {params.method:q} \
             --seed {wildcards.seed} --out {output.record:q}.part {params.sizes} \
-            --device {params.device} --data-root {params.data_root:q} --threads {params.torch_threads} \
+            --device {params.device} --data-root {params.data_root:q} --threads {TORCH_THREADS} \
             > {log:q} 2>&1 || rc=$?
         if [ $rc -ne 0 ] && [ $rc -ne 3 ]; then
             tail -n 15 {log:q} >&2  # the core's own error message, right in Snakemake's output
@@ -57,3 +54,15 @@ rule reference_record:
         seed=r"\d+",
     shell:
         "cp {input:q} {output:q} 2> {log:q}"
+
+
+rule profile_record:
+    """The profile's resolved config, beside its fresh runs (see PROFILE_RECORD)."""
+    output:
+        PROFILE_RECORD,
+    log:
+        f"{LOGS}/profile_record.log",
+    params:
+        config=profile_json(),
+    shell:
+        "printf '%s\\n' {params.config:q} > {output:q} 2> {log:q}"
