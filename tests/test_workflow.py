@@ -32,9 +32,10 @@ def snakemake_dry_run_cmd(*args: str, force: str | None = "--forceall") -> list[
 def fresh_clone(dest: Path) -> Path:
     """The tracked files of the repository, as a fresh clone has them, with the committed
     artifacts made the newest files: the worst case of a checkout's file times."""
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True,
-                           text=True).stdout.split("\0")
-    for f in filter(None, files):
+    ls = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True)
+    if ls.returncode != 0:
+        pytest.skip("not a git checkout: cannot tell the tracked files")
+    for f in filter(None, ls.stdout.split("\0")):
         (dest / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / f, dest / f)
     for artifact in [*(dest / "figures").glob("*.p*"), *(dest / "tables").glob("*.*")]:
