@@ -83,6 +83,19 @@ class Artifact:
         """Whether the artifact reads runs of ``method`` on ``family``."""
         return any(f == family and arch_key(method) in archs for f, archs in self.needs)
 
+    def paths(self, out_dir: str | Path) -> list[Path]:
+        """The files it is written to: ``<out_dir>/<name>`` + each suffix of its kind."""
+        return artifact_paths(self.kind, self.name, out_dir)
+
+
+# Tables are written as Markdown + LaTeX, figures as PDF + PNG (in this order).
+SUFFIXES: dict[str, tuple[str, str]] = {"table": (".md", ".tex"), "figure": (".pdf", ".png")}
+
+
+def artifact_paths(kind: str, name: str, out_dir: str | Path) -> list[Path]:
+    """``<out_dir>/<name><suffix>`` for each suffix of ``kind``."""
+    return [Path(out_dir) / f"{name}{suffix}" for suffix in SUFFIXES[kind]]
+
 
 _ALL_ARCHS = ("L", "SC", "MC", "MC*")
 _EVERY = tuple((f, _ALL_ARCHS) for f in FAMILIES)
@@ -666,9 +679,8 @@ def make_table(name: str, runs: Sequence[Run] = (), profile: str = "quick", *,
 
 def write_table(table: Table, out_dir: str | Path) -> list[Path]:
     """Write ``<out_dir>/<name>.md`` and ``.tex``; returns the paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    md, tex = out / f"{table.name}.md", out / f"{table.name}.tex"
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    md, tex = artifact_paths("table", table.name, out_dir)
     md.write_text(table.to_markdown())
     tex.write_text(table.to_latex())
     return [md, tex]
@@ -794,9 +806,8 @@ def save_figure(fig, out_dir: str | Path, name: str) -> list[Path]:
     fixed hash salt), so rerunning on the same records reproduces identical files."""
     import matplotlib
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    pdf, png = out / f"{name}.pdf", out / f"{name}.png"
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    pdf, png = artifact_paths("figure", name, out_dir)
     with matplotlib.rc_context({"svg.hashsalt": "pcdeq", "pdf.compression": 6}):
         fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None, "Producer": None,
                                    "Creator": None})

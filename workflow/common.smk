@@ -153,20 +153,14 @@ def notebook_params(wildcards) -> str:
     return json.dumps(params, sort_keys=True)
 
 
-def artifact_names(kind: str, notebook: str | None = None) -> list[str]:
-    return [a.name for a in ARTIFACTS.values()
-            if a.kind == kind and (notebook is None or Path(a.notebook).name == notebook)]
+def artifact_names(kind: str) -> list[str]:
+    return [a.name for a in ARTIFACTS.values() if a.kind == kind]
 
 
 def artifact_files() -> list[str]:
     """Every table (.md, .tex) and figure (.pdf, .png) of the profile."""
-    out = []
-    for a in ARTIFACTS.values():
-        if a.kind == "table":
-            out += [f"{TABLES}/{a.name}.md", f"{TABLES}/{a.name}.tex"]
-        else:
-            out += [f"{FIGURES}/{a.name}.pdf", f"{FIGURES}/{a.name}.png"]
-    return out
+    return [str(p) for a in ARTIFACTS.values()
+            for p in a.paths(TABLES if a.kind == "table" else FIGURES)]
 
 
 def one_of(names: list[str]) -> str:
