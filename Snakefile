@@ -12,6 +12,7 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/common.smk"
+include: "workflow/rules/theory.smk"
 
 
 rule all:
@@ -22,6 +23,7 @@ rule all:
         records(RUNS),
         PROFILE_RECORD,
         artifact_files(),
+        THEORY_FILES,
     default_target: True
 
 

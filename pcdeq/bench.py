@@ -6,8 +6,12 @@ and backward iterations, and the overhead ratio
     step time / ((fwd + bwd + 2) x time of one bare layer application g_x(z)),
 
 i.e. how close a step is to the cost of its fixed-point iterations alone (the +2 are the two
-applications that attach z* to the graph). Then it times one training epoch of
-pcDEQ-1-L-ReLU6 over Fashion-MNIST's 60,000 training images, data pipeline included.
+applications that attach z* to the graph), and the time of one solver iteration (pcDEQ: one
+g_x(z); monDEQ: one Peaceman-Rachford iteration, an FFT-based (I + alpha(I - W))^-1 for the
+conv model), measured as the no-grad solve of the layer divided by its iterations. monDEQ-L
+and monDEQ-SC run beside pcDEQ-L and pcDEQ-SC (each with its own protocol's batch size).
+Then it times one training epoch of pcDEQ-1-L-ReLU6 over Fashion-MNIST's 60,000 training
+images, data pipeline included.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from .train import RunConfig, Trainer
 
 # Warm-up steps first let W grow from its tiny initialization, so iteration counts are
 # those of a model in training rather than of a fresh one.
-CASES = [("mnist5k", "pcDEQ-1-L-ReLU6", 100), ("mnist5k", "pcDEQ-1-SC-ReLU6", 10)]
+CASES = [("mnist5k", "pcDEQ-1-L-ReLU6", 100), ("mnist5k", "monDEQ-L", 50),
+         ("mnist5k", "pcDEQ-1-SC-ReLU6", 10), ("mnist5k", "monDEQ-SC", 5)]
 
 
 def _median_time(fn, reps: int) -> float:
@@ -84,6 +89,16 @@ def bench_model(dataset: str, method: str, warmup: int, steps: int, device: str,
 
     t_layer = _median_time(bare, 30)
 
+    # One solver iteration: the layer's no-grad solve (setup included) over its iterations.
+    def solve() -> None:
+        with torch.no_grad():
+            for l in layers:
+                l(inputs[l])
+        sync()
+
+    t_solve = _median_time(solve, 5)
+    solve_iters = sum(l.last_fwd_iters for l in layers)
+
     model.eval()
 
     def eval_step() -> None:
@@ -94,8 +109,8 @@ def bench_model(dataset: str, method: str, warmup: int, steps: int, device: str,
     t_eval = _median_time(eval_step, 5)
     t_step = statistics.median(times)
     f, b = statistics.mean(fwd), statistics.mean(bwd)
-    return {"model": f"{method} ({dataset})", "train_step_s": t_step, "eval_step_s": t_eval,
-            "fwd_iters": f, "bwd_iters": b, "layer_s": t_layer,
+    return {"model": f"{method} ({dataset})", "batch": bs, "train_step_s": t_step, "eval_step_s": t_eval,
+            "fwd_iters": f, "bwd_iters": b, "layer_s": t_layer, "iter_s": t_solve / solve_iters,
             "ratio": t_step / ((f + b + 2) * t_layer)}
 
 
@@ -118,11 +133,12 @@ def run_bench(steps: int = 8, threads: int | None = None, device: str = "auto", 
         torch.set_num_threads(threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}")
     rows = [bench_model(d, m, w, steps, device, data_root) for d, m, w in CASES]
-    print(f"{'model':34s} {'train step':>11s} {'eval step':>10s} {'fwd':>6s} {'bwd':>6s} "
-          f"{'g_x(z)':>9s} {'ratio':>6s}")
+    print(f"{'model':34s} {'batch':>5s} {'train step':>11s} {'eval step':>10s} {'fwd':>6s} {'bwd':>6s} "
+          f"{'g_x(z)':>9s} {'solver it.':>10s} {'ratio':>6s}")
     for r in rows:
-        print(f"{r['model']:34s} {r['train_step_s'] * 1e3:9.2f}ms {r['eval_step_s'] * 1e3:8.2f}ms "
-              f"{r['fwd_iters']:6.1f} {r['bwd_iters']:6.1f} {r['layer_s'] * 1e3:7.3f}ms {r['ratio']:6.2f}")
+        print(f"{r['model']:34s} {r['batch']:5d} {r['train_step_s'] * 1e3:9.2f}ms {r['eval_step_s'] * 1e3:8.2f}ms "
+              f"{r['fwd_iters']:6.1f} {r['bwd_iters']:6.1f} {r['layer_s'] * 1e3:7.3f}ms "
+              f"{r['iter_s'] * 1e3:8.3f}ms {r['ratio']:6.2f}")
     if epoch:
         e = bench_epoch(device, data_root)
         if e is None:

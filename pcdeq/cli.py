@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .hparams import DATASETS, ConfigError, paper_methods
+from .hparams import (DATASETS, METHOD_FAMILIES, PAPER_DATASET_NAMES, ConfigError,
+                      baseline_methods, paper_methods)
 
 
 def _positive_int(s: str) -> int:
@@ -21,7 +22,9 @@ def _add_train(sub) -> None:
                                    "paper's (pcdeq/hparams.py). Rerunning the same command resumes an "
                                    "interrupted run from its last finished epoch.")
     p.add_argument("--dataset", required=True, help=f"one of: {', '.join(DATASETS)}")
-    p.add_argument("--method", required=True, help="e.g. pcDEQ-1-L-ReLU6, pcDEQ-2-SC-Sigmoid, pcDEQ-1-MC-Tanh*")
+    p.add_argument("--method", required=True,
+                   help="e.g. pcDEQ-1-L-ReLU6, pcDEQ-2-SC-Sigmoid, pcDEQ-1-MC-Tanh*, monDEQ-L, DEQ-L-Tanh, "
+                        "DEQ-JR-SC-Tanh, LipDEQ-MC-ReLU (python -m pcdeq list)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="path of the JSON run record (checkpoint: OUT.ckpt)")
     p.add_argument("--epochs", type=_positive_int, help="shorten (or lengthen) the run")
@@ -29,6 +32,9 @@ def _add_train(sub) -> None:
     p.add_argument("--tol", type=float, help="solver tolerance (paper: 1e-4)")
     p.add_argument("--max-iter", type=_positive_int, help="solver iteration cap (paper: 200)")
     p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--jr-weight", type=float, help="DEQ-JR: weight gamma of ||J||_F^2/d (default 1.0)")
+    p.add_argument("--jr-prob", type=float, help="DEQ-JR: probability of a regularized step (default 0.4)")
+    p.add_argument("--lip-bound", type=float, help="LipDEQ: c in ||W||_2 <= c < 1 (default 0.9)")
     p.add_argument("--train-limit", type=_positive_int, help="use only the first N training images")
     p.add_argument("--test-limit", type=_positive_int, help="use only the first N test images")
     p.add_argument("--data-root", default="data")
@@ -51,13 +57,20 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     _add_train(sub)
     _add_bench(sub)
-    sub.add_parser("list", help="list the datasets and the paper's methods")
+    sub.add_parser("list", help="list the datasets, the method families and their methods")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "list":
             print("datasets:", ", ".join(DATASETS))
+            print("\nmethod families (names: python -m pcdeq train --method NAME):")
+            for f in METHOD_FAMILIES.values():
+                print(f"  {f.pattern():58s} {f.summary}")
+            print("\nthe paper's methods (Tables 1-3):")
             for fam, methods in paper_methods().items():
-                print(f"{fam}:", ", ".join(methods))
+                print(f"  {PAPER_DATASET_NAMES[fam]}:", ", ".join(methods))
+            print("\nstable-DEQ baselines (Table 8):")
+            for fam in PAPER_DATASET_NAMES:
+                print(f"  {PAPER_DATASET_NAMES[fam]}:", ", ".join(baseline_methods(fam)))
             return 0
         if args.cmd == "bench":
             from .bench import run_bench
@@ -67,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         from .train import NonFiniteLoss, RunConfig, train
         cfg = RunConfig(dataset=args.dataset, method=args.method, seed=args.seed, out=args.out,
                         epochs=args.epochs, lr=args.lr, tol=args.tol, max_iter=args.max_iter,
-                        batch_size=args.batch_size, train_limit=args.train_limit,
+                        batch_size=args.batch_size, jr_weight=args.jr_weight, jr_prob=args.jr_prob,
+                        lip_bound=args.lip_bound, train_limit=args.train_limit,
                         test_limit=args.test_limit, data_root=args.data_root, device=args.device,
                         threads=args.threads, progress=False if args.quiet else None,
                         log=not args.quiet)

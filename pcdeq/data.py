@@ -259,10 +259,11 @@ def dataset_stats(name: str, root: str | Path = "data", *, train_limit: int | No
 class Preprocess:
     """uint8 batch -> float batch on the same device: optional CIFAR augmentation
     (RandomCrop(32, padding=4) + RandomHorizontalFlip, vectorized), then ToTensor scaling
-    and the dataset's normalization."""
+    and the dataset's normalization (or ``norm`` = (mean, std) instead, e.g. monDEQ's)."""
 
-    def __init__(self, family: str, device: torch.device | str) -> None:
-        norm = NORMALIZATION[family]
+    def __init__(self, family: str, device: torch.device | str,
+                 norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> None:
+        norm = NORMALIZATION[family] if norm is None else norm
         self.mean = self.std = None
         if norm is not None:
             self.mean = torch.tensor(norm[0], device=device).view(1, -1, 1, 1)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from .data import Dataset, Preprocess, batches, load_dataset
 from .hparams import ConfigError, HParams, dataset_info, hyperparameters, parse_method
+from .layers import check_lip_bound
 from .models import DEQClassifier, build_model, n_params
 from .report import RECORD_FORMAT
 
@@ -43,6 +44,9 @@ class RunConfig:
     tol: float | None = None
     max_iter: int | None = None
     batch_size: int | None = None
+    jr_weight: float | None = None  # DEQ-JR only
+    jr_prob: float | None = None  # DEQ-JR only
+    lip_bound: float | None = None  # LipDEQ only
     train_limit: int | None = None
     test_limit: int | None = None
     data_root: str = "data"
@@ -57,13 +61,33 @@ class NonFiniteLoss(RuntimeError):
 
 
 def resolve_hparams(cfg: RunConfig) -> HParams:
-    """The paper's hyperparameters with the run's overrides applied (and checked)."""
+    """The method's hyperparameters with the run's overrides applied (and checked).
+
+    Raises:
+        ConfigError: a non-positive value, a family-specific flag given to another family
+            (e.g. --lip-bound for a pcDEQ method), or a LipDEQ bound outside (0, 1).
+    """
     hp = hyperparameters(cfg.dataset, cfg.method)
     over = {k: getattr(cfg, k) for k in ("epochs", "lr", "tol", "max_iter", "batch_size")
             if getattr(cfg, k) is not None}
     for k, v in over.items():
         if not v > 0:
             raise ConfigError(f"--{k.replace('_', '-')} must be positive, got {v}")
+    family = parse_method(cfg.method).family
+    for k, fam in (("jr_weight", "DEQ-JR"), ("jr_prob", "DEQ-JR"), ("lip_bound", "LipDEQ")):
+        v = getattr(cfg, k)
+        if v is None:
+            continue
+        if family != fam:
+            raise ConfigError(f"--{k.replace('_', '-')} applies to {fam} methods only, not to "
+                              f"{cfg.method}")
+        over[k] = v
+    if cfg.jr_weight is not None and cfg.jr_weight < 0:
+        raise ConfigError(f"--jr-weight must be >= 0, got {cfg.jr_weight}")
+    if cfg.jr_prob is not None and not 0 <= cfg.jr_prob <= 1:
+        raise ConfigError(f"--jr-prob must be in [0, 1], got {cfg.jr_prob}")
+    if cfg.lip_bound is not None:
+        check_lip_bound(cfg.lip_bound)
     return dataclasses.replace(hp, **over)
 
 
@@ -109,12 +133,16 @@ def checkpoint_path(out: Path) -> Path:
 
 
 def sigma_max(model: DEQClassifier) -> float | None:
-    """Largest singular value of the effective W (L models only; null for conv models)."""
-    if model.spec.method.arch != "L":
-        return None
+    """Largest singular value of the effective W: dense for L models; for conv models the
+    operator norm where the weight computes it (LipDEQ), else null."""
+    layer = model.deq_layers()[0]
     with torch.no_grad():
-        W = model.deq_layers()[0].effective_weight()
-        return float(torch.linalg.matrix_norm(W.double(), ord=2))
+        if model.spec.method.arch == "L":
+            W = layer.effective_weight()
+            return float(torch.linalg.matrix_norm(W.double(), ord=2))
+        if len(model.deq_layers()) == 1 and hasattr(layer.weight, "operator_norm"):
+            return layer.weight.operator_norm()
+    return None
 
 
 class _IterStats:
@@ -144,6 +172,11 @@ class _IterStats:
         return sum(means) / len(means), (means if len(means) > 1 else None)
 
 
+def _no_grad_forward(model: DEQClassifier, x: torch.Tensor) -> None:
+    with torch.no_grad():
+        model(x)
+
+
 def _epoch_line(rec: dict, e: dict) -> str:
     return (f"[{rec['dataset']} {rec['method']} seed {rec['seed']}] epoch {e['epoch']}/{rec['hparams']['epochs']}: "
             f"train loss {e['train_loss']:.4f} acc {e['train_acc']:.2f}% | test loss {e['test_loss']:.4f} "
@@ -169,17 +202,19 @@ class Trainer:
                                           test_limit=cfg.test_limit)
         self.train_split = self.data.train.to(self.device)
         self.test_split = self.data.test.to(self.device)
-        self.pre = Preprocess(info.family, self.device)
+        self.pre = Preprocess(info.family, self.device, self.hp.input_norm)
         self.augment = parse_method(cfg.method).augment
 
         torch.manual_seed(cfg.seed)
         self.model = build_model(info.name, cfg.method, tol=self.hp.tol, max_iter=self.hp.max_iter,
-                                 channels=self.hp.channels).to(self.device)
+                                 channels=self.hp.channels, hparams=self.hp).to(self.device)
         # fused: one kernel for all parameters instead of ~10 ops each; a quarter of an L
-        # model's step time on CPU goes to the optimizer otherwise.
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.hp.lr, weight_decay=self.hp.weight_decay,
-                                     fused=True)
-        self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, [self.hp.lr_decay_epoch], self.hp.lr_decay_factor)
+        # model's step time on CPU goes to the optimizer otherwise. monDEQ: Adam, its protocol.
+        opt = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[self.hp.optimizer]
+        self.opt = opt(self.model.parameters(), lr=self.hp.lr, weight_decay=self.hp.weight_decay,
+                       fused=True)
+        self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, self.hp.milestones(),
+                                                          self.hp.lr_decay_factor)
         self.gen = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation
         self.record = self._new_record()
 
@@ -250,11 +285,22 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         n_batches = math.ceil(len(self.train_split) / self.hp.batch_size)
+        tunable = [l for l in layers if hasattr(l, "tune_alpha_")]
+        jac: list[float] = []
         it = batches(self.train_split, self.hp.batch_size, shuffle_generator=self.gen)
         for b, (xb, yb) in enumerate(self._progress(it, n_batches, f"epoch {epoch}")):
             x = self.pre(xb, self.gen if self.augment else None)
+            if tunable and b in (30, n_batches // 2):
+                # monDEQ's alpha tuning, where its train.py does it (batch 30 and mid-epoch),
+                # before the step, so its trial solves never enter the statistics.
+                for layer in tunable:
+                    layer.tune_alpha_(lambda: _no_grad_forward(model, x))
             logits = model(x)
             loss = F.cross_entropy(logits, yb)
+            aux = model.aux_loss()
+            jac += [l.aux_loss_estimate() for l in layers if getattr(l, "regularizer", None) is not None]
+            if aux is not None:
+                loss = loss + aux
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at epoch {epoch}, batch {b + 1}")
             self.opt.zero_grad(set_to_none=True)
@@ -267,9 +313,14 @@ class Trainer:
         n = len(self.train_split)
         fwd, fwd_l = stats._summary(stats.fwd)
         bwd, bwd_l = stats._summary(stats.bwd)
-        return {"train_loss": loss_sum.item() / n, "train_acc": 100.0 * correct.item() / n,
-                "fwd_iters": fwd, "bwd_iters": bwd, "fwd_iters_per_layer": fwd_l,
-                "bwd_iters_per_layer": bwd_l, "max_iter_hits": stats.max_iter_hits}
+        out = {"train_loss": loss_sum.item() / n, "train_acc": 100.0 * correct.item() / n,
+               "fwd_iters": fwd, "bwd_iters": bwd, "fwd_iters_per_layer": fwd_l,
+               "bwd_iters_per_layer": bwd_l, "max_iter_hits": stats.max_iter_hits}
+        if jac:  # DEQ-JR: the Hutchinson estimate of ||J_f(z*)||_F^2 / d, mean over the steps
+            out["jac_fro2"] = sum(jac) / len(jac)
+        if tunable:
+            out["alpha"] = [float(l.alpha) for l in tunable]
+        return out
 
     @torch.no_grad()
     def evaluate(self) -> dict:
@@ -314,8 +365,9 @@ class Trainer:
                      "max_iter_hits": hits, "seconds": t1 - t0, "eval_seconds": t2 - t1}
             order = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "fwd_iters",
                      "bwd_iters", "test_fwd_iters", "fwd_iters_per_layer", "bwd_iters_per_layer",
-                     "test_fwd_iters_per_layer", "sigma_max", "max_iter_hits", "seconds", "eval_seconds"]
-            self.record["epochs"].append({k: entry[k] for k in order})
+                     "test_fwd_iters_per_layer", "sigma_max", "jac_fro2", "alpha", "max_iter_hits",
+                     "seconds", "eval_seconds"]
+            self.record["epochs"].append({k: entry[k] for k in order if k in entry})
             if hits:
                 warnings.warn(f"{hits} fixed-point solve(s) hit max_iter={self.hp.max_iter} in epoch {epoch} "
                               f"of {self.record['method']} (counted in the record as max_iter_hits)",

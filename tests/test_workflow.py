@@ -64,6 +64,12 @@ BAD_CONFIGS = {
     # refused by pcdeq.hparams.parse_method in workflow/common.smk, naming the key
     "bad_method": (lambda c: c["experiments"]["mnist"].update(
         methods=["pcDEQ-1-L-ReLU6", "pcDEQ-2-L-ReLU6"]), "experiments.mnist.methods[1]"),
+    # a baseline the family does not define (monDEQ needs ReLU), refused naming the key
+    "bad_baseline": (lambda c: c["experiments"]["mnist"].update(
+        methods=["monDEQ-L", "monDEQ-L-Tanh"]), "experiments.mnist.methods[1]"),
+    # an unknown family: refused listing the valid names, naming the key
+    "unknown_method": (lambda c: c["experiments"]["mnist"].update(methods=["pcDEQ-3-MC-ReLU6"]),
+                       "experiments.mnist.methods[0]: unknown method 'pcDEQ-3-MC-ReLU6'; valid:"),
     # an L model on SVHN: the paper has none; refused naming the key
     "wrong_family": (lambda c: c["experiments"]["svhn"].update(methods=["pcDEQ-1-L-ReLU6"]),
                      "experiments.svhn.methods[0]"),
@@ -129,8 +135,8 @@ def test_schema_rejects_unknown_keys_bad_values_and_unknown_methods():
         (lambda c: c.update(device="gpu"), "'gpu' is not one of"),
         (lambda c: c["experiments"]["svhn"].update(seeds=0), "seeds"),
         (lambda c: c["experiments"]["svhn"].update(dataset="svhn2"), "dataset"),
-        (lambda c: c["experiments"]["cifar10"]["methods"].append("pcDEQ-3-MC-ReLU6"),
-         "pcDEQ-3-MC-ReLU6"),
+        (lambda c: c["experiments"]["cifar10"]["methods"].append("pcDEQ-3-MC-ReLU6*x"),
+         "pcDEQ-3-MC-ReLU6*x"),
         (lambda c: c["experiments"]["mnist"]["sizes"]["SC"].update(train_limit=-5),
          "train_limit"),
     ]
@@ -143,13 +149,18 @@ def test_schema_rejects_unknown_keys_bad_values_and_unknown_methods():
 
 
 # ------------------------------------------------------------------------- the job list
-def test_paper_profile_dry_run_lists_160_training_jobs_and_every_artifact(dry_runs):
+def test_paper_profile_dry_run_lists_275_training_jobs_and_every_artifact(dry_runs):
     res = dry_runs["paper"]
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout + res.stderr
     counts = job_counts(out)
-    assert counts["train"] == 32 * 5 == 160
-    assert counts["table"] == 7 and counts["figure"] == 6
+    # the paper's 32 methods and the 11 + 6 + 6 stable-DEQ baselines, 5 seeds each
+    assert counts["train"] == (32 + 23) * 5 == 275
+    assert counts["table"] == 8 and counts["figure"] == 8
+    for m in ("monDEQ-L", "DEQ-JR-L-Tanh", "LipDEQ-MC-ReLU"):
+        assert f"runs/paper/mnist/{m}/seed4.json" in out
+    for m in ("monDEQ-SC", "DEQ-SC-Tanh", "LipDEQ-SC-ReLU"):
+        assert f"runs/paper/cifar10/{m}/seed4.json" in out and f"runs/paper/svhn/{m}/seed4.json" in out
     for a in report.ARTIFACTS.values():
         ext = ".md" if a.kind == "table" else ".pdf"
         folder = "tables/paper" if a.kind == "table" else "figures/paper"
@@ -177,8 +188,8 @@ def test_fresh_clone_all_retrains_and_regenerates_every_committed_artifact(dry_r
     res = dry_runs["clone_all"]
     assert res.returncode == 0, res.stderr[-3000:]
     counts = job_counts(res.stdout + res.stderr)
-    assert counts["train"] == 12 * 2 + 8 + 12 == 44
-    assert counts["table"] == 7 and counts["figure"] == 6 and counts["profile_record"] == 1
+    assert counts["train"] == 12 * 2 + 11 * 2 + 8 + 12 == 66  # pcDEQ + the MNIST baselines
+    assert counts["table"] == 8 and counts["figure"] == 8 and counts["profile_record"] == 1
 
 
 def test_fresh_clone_one_committed_artifact_needs_force(dry_runs):
@@ -314,8 +325,8 @@ def test_notebook_fails_naming_a_malformed_record(tiny_runs, tmp_path):
 
 
 def test_method_names_are_file_safe():
-    from pcdeq import paper_methods
-    for method in (m for ms in paper_methods().values() for m in ms):
+    from pcdeq import baseline_methods, paper_methods
+    for method in (m for fam, ms in paper_methods().items() for m in ms + baseline_methods(fam)):
         safe = report.safe_method(method)
         assert "*" not in safe and report.method_from_safe(safe) == method
     assert report.safe_method("pcDEQ-1-MC-ReLU6*") == "pcDEQ-1-MC-ReLU6-aug"

@@ -13,9 +13,10 @@ from snakemake.utils import validate
 # Import the project's own package from this checkout, installed or not.
 sys.path.insert(0, str(Path(workflow.basedir)))
 
-from pcdeq.hparams import ConfigError, dataset_info, hyperparameters, parse_method  # noqa: E402
-from pcdeq.report import (ARTIFACTS, LOGS_ROOT, REFERENCE_ROOT, RUNS_ROOT, arch_key,  # noqa: E402
-                          method_from_safe, record_path, safe_method)
+from pcdeq.hparams import (ConfigError, dataset_info, hyperparameters, method_pattern,  # noqa: E402
+                           parse_method)
+from pcdeq.report import (ARTIFACTS, AUG_SUFFIX, LOGS_ROOT, REFERENCE_ROOT, RUNS_ROOT,  # noqa: E402
+                          arch_key, method_from_safe, record_path, safe_method)
 
 # The interpreter running Snakemake also runs the jobs (`python` on PATH may be another one,
 # e.g. when snakemake is called as .venv/bin/snakemake without activating the venv). Used in
@@ -67,6 +68,13 @@ DATASETS: list[str] = sorted({exp["dataset"] for exp in config["experiments"].va
 # whatever the file times of the checkout (Snakemake skips missing intermediates of
 # outputs it deems up to date).
 PROFILE_RECORD: str = f"{RUNS}/profile.json"
+# File-safe method names of every family (pcdeq.hparams, the one place that names them),
+# as the training rules' wildcard constraint: "*" is spelled "-aug" in paths.
+METHOD_WILDCARD: str = method_pattern()[1:-1].replace(r"\*?", f"({AUG_SUFFIX})?")
+# The code every artifact is rendered by: a change there redoes the artifacts, not the runs.
+REPORT_CODE: list[str] = sorted(f"pcdeq/report/{p.name}" for p in
+                                Path(workflow.basedir, "pcdeq", "report").glob("*.py")) + [
+                                    "pcdeq/paper_results.py"]
 # Torch threads of a training job: as configured, not Snakemake's `threads` (which --cores 1
 # cuts to 1). Used in the shell command directly, like PY, so it is no rerun trigger.
 TORCH_THREADS: int = config["threads"]

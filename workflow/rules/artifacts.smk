@@ -4,12 +4,13 @@
 
 
 rule table:
-    """Tables 1-7 (Markdown + LaTeX): accuracy_tables / dataset_table / hparam_tables."""
+    """Tables 1-8 (Markdown + LaTeX): accuracy_tables / dataset_table / hparam_tables /
+    stable_deqs."""
     input:
         notebook=artifact_notebook,
         records=artifact_records,
         profile=PROFILE_RECORD,
-        code=["pcdeq/report.py", "pcdeq/paper_results.py"],
+        code=REPORT_CODE,
     output:
         md=f"{TABLES}/{{name}}.md",
         tex=f"{TABLES}/{{name}}.tex",
@@ -30,12 +31,13 @@ rule table:
 
 
 rule figure:
-    """Figures 2, 3, 4, 8, 9, 10 (PDF + PNG, byte-stable) from notebooks/figures.ipynb."""
+    """Figures 2-4, 8-10 (notebooks/figures.ipynb) and 11-12 (notebooks/stable_deqs.ipynb), PDF +
+    PNG, byte-stable."""
     input:
         notebook=artifact_notebook,
         records=artifact_records,
         profile=PROFILE_RECORD,
-        code=["pcdeq/report.py", "pcdeq/paper_results.py"],
+        code=REPORT_CODE,
     output:
         pdf=f"{FIGURES}/{{name}}.pdf",
         png=f"{FIGURES}/{{name}}.png",

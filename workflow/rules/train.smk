@@ -23,7 +23,7 @@ rule train:
         runtime=train_runtime,
     wildcard_constraints:
         dataset=one_of(DATASETS),
-        method=r"pcDEQ-[12]-(L|SC|MC)-(ReLU6|Tanh|Softsign|Sigmoid)(-aug)?",
+        method=METHOD_WILDCARD,
         seed=r"\d+",
     shell:
         """
@@ -50,7 +50,7 @@ rule reference_record:
         f"{LOGS}/reference/{{dataset}}/{{method}}/seed{{seed}}.log",
     wildcard_constraints:
         dataset=one_of(DATASETS),
-        method=r"pcDEQ-[12]-(L|SC|MC)-(ReLU6|Tanh|Softsign|Sigmoid)(-aug)?",
+        method=METHOD_WILDCARD,
         seed=r"\d+",
     shell:
         "cp {input:q} {output:q} 2> {log:q}"

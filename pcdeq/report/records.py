@@ -1,0 +1,310 @@
+"""Run records: their schema and validation, aggregation over seeds, and the captions that
+state every artifact's provenance (profile, data, seeds x epochs, images used)."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from ..hparams import PAPER_DATASET_NAMES, ConfigError, dataset_info, methods_for, parse_method
+from .paths import _ALL_ARCHS, ARTIFACTS, FAMILIES, RECORD_FORMAT, arch_key, safe_method
+
+# ------------------------------------------------------------------------------- records
+class RecordError(ValueError):
+    """A run record that is missing, malformed or unfinished; the message names the file."""
+
+
+_EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "fwd_iters",
+               "bwd_iters", "test_fwd_iters")
+_EPOCH_NULLABLE = ("sigma_max", "jac_fro2")
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One validated run record."""
+
+    path: str
+    dataset: str
+    method: str
+    seed: int
+    status: str  # "complete" | "diverged"
+    data: dict
+    hparams: dict
+    n_params: int
+    epochs: tuple[dict, ...]
+
+    @property
+    def family(self) -> str:
+        return self.data["family"]
+
+    @property
+    def arch(self) -> str:
+        return arch_key(self.method)
+
+    @property
+    def activation(self) -> str:
+        return parse_method(self.method).activation
+
+    @property
+    def group(self) -> str:
+        """The method's group: pcDEQ, monDEQ, DEQ, DEQ-JR or LipDEQ."""
+        return parse_method(self.method).group
+
+    @property
+    def final_acc(self) -> float:
+        return float(self.epochs[-1]["test_acc"])
+
+    @property
+    def best_acc(self) -> float:
+        return max(float(e["test_acc"]) for e in self.epochs)
+
+    def series(self, key: str) -> list[float | None]:
+        """Per-epoch values of ``key`` (None where the record has null)."""
+        return [None if e.get(key) is None else float(e[key]) for e in self.epochs]
+
+
+def load_run(path: str | Path) -> Run:
+    """Read and validate one run record.
+
+    Raises:
+        RecordError: unreadable, not JSON, wrong format, missing/ill-typed fields, not
+            finished (status "running"), or contents that contradict the file's place in
+            the ``<dataset>/<method>/seed<S>.json`` layout. The message starts with the path.
+    """
+    p = Path(path)
+
+    def bad(msg: str) -> RecordError:
+        return RecordError(f"{p}: {msg}")
+
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise bad(f"cannot read run record ({e.strerror or e})") from None
+    try:
+        rec = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise bad(f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    if not isinstance(rec, dict):
+        raise bad("not a run record (expected a JSON object)")
+    if rec.get("format") != RECORD_FORMAT:
+        raise bad(f"format is {rec.get('format')!r}, expected {RECORD_FORMAT!r}")
+    for key, typ in (("status", str), ("dataset", str), ("method", str), ("seed", int),
+                     ("data", dict), ("hparams", dict), ("n_params", int), ("epochs", list)):
+        if key not in rec:
+            raise bad(f"missing field {key!r}")
+        if not isinstance(rec[key], typ) or isinstance(rec[key], bool):
+            raise bad(f"field {key!r} should be {typ.__name__}, got {type(rec[key]).__name__}")
+    if rec["status"] == "running":
+        raise bad("the run is not finished (status 'running'); rerun its training job "
+                  "(the same command resumes from its checkpoint)")
+    if rec["status"] not in ("complete", "diverged"):
+        raise bad(f"unknown status {rec['status']!r}")
+    try:
+        parse_method(rec["method"])
+        info = dataset_info(rec["dataset"])
+    except ConfigError as e:
+        raise bad(str(e)) from None
+    for key in ("family", "synthetic", "description", "n_train", "n_test"):
+        if key not in rec["data"]:
+            raise bad(f"missing field 'data.{key}'")
+    if rec["data"]["family"] != info.family:
+        raise bad(f"data.family {rec['data']['family']!r} does not match dataset {info.name!r}")
+    for key in ("epochs", "lr", "lr_decay_epoch", "weight_decay", "batch_size", "channels"):
+        if key not in rec["hparams"]:
+            raise bad(f"missing field 'hparams.{key}'")
+    if not rec["epochs"] and rec["status"] == "complete":
+        raise bad("status 'complete' but no finished epoch ('epochs' is empty)")
+    for i, e in enumerate(rec["epochs"]):
+        if not isinstance(e, dict):
+            raise bad(f"epochs[{i}] is not an object")
+        for key in _EPOCH_KEYS:
+            if not _is_number(e.get(key)):
+                raise bad(f"epochs[{i}].{key} should be a number, got {e.get(key)!r}")
+        for key in _EPOCH_NULLABLE:
+            if e.get(key) is not None and not _is_number(e[key]):
+                raise bad(f"epochs[{i}].{key} should be a number or null, got {e[key]!r}")
+        if e["epoch"] != i + 1:
+            raise bad(f"epochs[{i}].epoch is {e['epoch']}, expected {i + 1}")
+    if rec["status"] == "complete" and len(rec["epochs"]) != rec["hparams"]["epochs"]:
+        raise bad(f"status 'complete' but {len(rec['epochs'])} of "
+                  f"{rec['hparams']['epochs']} epochs recorded")
+    # A record copied to the wrong place would silently pollute a table: check the layout.
+    if re.fullmatch(r"seed\d+\.json", p.name):
+        where = (p.parent.parent.name, p.parent.name, p.name)
+        want = (rec["dataset"], safe_method(rec["method"]), f"seed{rec['seed']}.json")
+        if where != want:
+            raise bad(f"holds {rec['dataset']}/{safe_method(rec['method'])}/seed{rec['seed']} "
+                      f"but lies at {'/'.join(where)}")
+    return Run(path=str(p), dataset=rec["dataset"], method=parse_method(rec["method"]).name,
+               seed=rec["seed"], status=rec["status"], data=rec["data"],
+               hparams=rec["hparams"], n_params=rec["n_params"], epochs=tuple(rec["epochs"]))
+
+
+def find_records(root: str | Path) -> list[Path]:
+    """Every ``<dataset>/<method>/seed<S>.json`` under ``root``, sorted.
+
+    Raises:
+        RecordError: ``root`` does not exist.
+    """
+    r = Path(root)
+    if not r.is_dir():
+        raise RecordError(f"{r}: no such results folder")
+    return sorted(r.glob("*/*/seed*.json"))
+
+
+def load_runs(source: str | Path | Iterable[str | Path]) -> list[Run]:
+    """Load and validate records: a results folder (every record in it) or a list of files."""
+    paths = find_records(source) if isinstance(source, (str, Path)) else [Path(p) for p in source]
+    return [load_run(p) for p in paths]
+
+
+def select_runs(runs: Iterable[Run], artifact: str) -> list[Run]:
+    """The runs an artifact reads (e.g. only the SC models for Figure 2)."""
+    a = ARTIFACTS[artifact]
+    return [r for r in runs if a.wants(r.family, r.method)]
+
+
+# --------------------------------------------------------------------------- aggregation
+def _order(family: str, method: str) -> tuple[int, str]:
+    """Sort key: the paper's row order of Tables 1-3."""
+    paper = methods_for(family)
+    return (paper.index(method) if method in paper else len(paper), method)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (ddof=1; None for a single value)."""
+    m = statistics.fmean(values)
+    return m, (statistics.stdev(values) if len(values) > 1 else None)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One method on one dataset, aggregated over its seeds."""
+
+    family: str
+    dataset: str
+    method: str
+    n_params: int
+    seeds: tuple[int, ...]  # complete runs
+    diverged: tuple[int, ...]  # seeds whose run diverged (excluded from the statistics)
+    epochs: int
+    final: tuple[float, float | None] | None  # mean, std of the last epoch's test accuracy
+    best: tuple[float, float | None] | None  # mean, std of the best epoch's test accuracy
+
+
+def summarize(runs: Iterable[Run]) -> list[Summary]:
+    """Aggregate runs per (dataset, method), in the paper's row order.
+
+    Raises:
+        ValueError: one method's runs disagree on #params or epochs (mixed-up results).
+    """
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for r in runs:
+        groups.setdefault((r.dataset, r.method), []).append(r)
+    out = []
+    for (dataset, method), rs in groups.items():
+        rs.sort(key=lambda r: r.seed)
+        for attr in ("n_params", "family"):
+            vals = {getattr(r, attr) for r in rs}
+            if len(vals) > 1:
+                raise ValueError(f"{dataset} {method}: runs disagree on {attr} ({sorted(vals)}): "
+                                 f"{', '.join(r.path for r in rs)}")
+        epochs = {r.hparams["epochs"] for r in rs}
+        if len(epochs) > 1:
+            raise ValueError(f"{dataset} {method}: runs of different lengths {sorted(epochs)}: "
+                             f"{', '.join(r.path for r in rs)}")
+        ok = [r for r in rs if r.status == "complete"]
+        out.append(Summary(
+            family=rs[0].family, dataset=dataset, method=method, n_params=rs[0].n_params,
+            seeds=tuple(r.seed for r in ok),
+            diverged=tuple(r.seed for r in rs if r.status == "diverged"),
+            epochs=epochs.pop(),
+            final=mean_std([r.final_acc for r in ok]) if ok else None,
+            best=mean_std([r.best_acc for r in ok]) if ok else None))
+    return sorted(out, key=lambda s: (FAMILIES.index(s.family), s.dataset,
+                                      _order(s.family, s.method)))
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A per-epoch quantity over seeds: mean and the min-max band."""
+
+    label: str
+    epochs: list[int]
+    mean: list[float]
+    lo: list[float]
+    hi: list[float]
+    n: int  # number of runs
+
+
+def curve(runs: Sequence[Run], key: str, label: str) -> Curve | None:
+    """Mean and min-max over the complete runs of ``key`` per epoch (None if never recorded)."""
+    ok = [r for r in runs if r.status == "complete"]
+    series = [r.series(key) for r in ok]
+    series = [s for s in series if s and all(v is not None for v in s)]
+    if not series:
+        return None
+    n = min(len(s) for s in series)
+    cols = [[s[i] for s in series] for i in range(n)]
+    return Curve(label, list(range(1, n + 1)), [statistics.fmean(c) for c in cols],
+                 [min(c) for c in cols], [max(c) for c in cols], len(series))
+
+
+# ------------------------------------------------------------------------------ captions
+def _count(n: int) -> str:
+    return f"{n:,}"
+
+
+def data_label(run: Run) -> str:
+    """What data a run used: its description and 'real data', or a synthetic warning."""
+    if run.data["synthetic"]:
+        return (f"SYNTHETIC STAND-IN for {PAPER_DATASET_NAMES[run.family]}, not real data; "
+                "checks the pipeline only")
+    return f"{run.data['description']}, real data"
+
+
+def _slash(values: Iterable[Any], fmt=str) -> str:
+    return "/".join(fmt(v) for v in sorted(set(values)))
+
+
+def size_label(runs: Sequence[Run]) -> str:
+    """Seeds x epochs and images used per architecture of one dataset's runs,
+    e.g. 'L: 2 seeds x 20 epochs, 4,000 train / 1,000 test images'."""
+    parts = []
+    for arch in _ALL_ARCHS:
+        rs = [r for r in runs if r.arch == arch]
+        if not rs:
+            continue
+        per_method: dict[str, set[int]] = {}
+        for r in rs:
+            per_method.setdefault(r.method, set()).add(r.seed)
+        seeds = {len(s) for s in per_method.values()}
+        epochs = {r.hparams["epochs"] for r in rs}
+        parts.append(f"{arch}: {_slash(seeds)} seed{'' if seeds == {1} else 's'} x "
+                     f"{_slash(epochs)} epoch{'' if epochs == {1} else 's'}, "
+                     f"{_slash((r.data['n_train'] for r in rs), _count)} train / "
+                     f"{_slash((r.data['n_test'] for r in rs), _count)} test images")
+    return "; ".join(parts)
+
+
+def caption(profile: str, runs: Sequence[Run]) -> str:
+    """The provenance every artifact carries: the profile and, per dataset, the data (real or
+    synthetic stand-in), seeds x epochs and the images used."""
+    if not runs:
+        return f"{profile} profile: no runs"
+    parts = []
+    for dataset in sorted({r.dataset for r in runs},
+                          key=lambda d: (FAMILIES.index(dataset_info(d).family), d)):
+        rs = [r for r in runs if r.dataset == dataset]
+        parts.append(f"{dataset} ({data_label(rs[0])}): {size_label(rs)}")
+    return f"{profile} profile. " + ". ".join(parts) + "."
+
+
