@@ -2,7 +2,7 @@
 #
 #   snakemake --cores 1 all                                 # quick profile (default config)
 #   snakemake --cores 1 all --configfile config/paper.yaml  # the paper's protocol
-#   snakemake --cores 1 --force figures/fig4_sigma_max.pdf  # one artifact, only its runs
+#   snakemake --cores 1 fig4                                 # one artifact by its paper name, only its runs
 #   snakemake --cores 1 reference                           # refresh results/<profile>/
 #
 # Fresh runs go to runs/<profile>/, logs (and the executed notebooks) to logs/<profile>/,
@@ -50,3 +50,5 @@ localrules:
 
 include: "workflow/rules/train.smk"
 include: "workflow/rules/artifacts.smk"
+include: "workflow/rules/check.smk"
+include: "workflow/rules/targets.smk"

@@ -1,4 +1,4 @@
-"""Command line: ``python -m pcdeq {train,bench,list}``."""
+"""Command line: ``python -m pcdeq {train,bench,list,compare}``."""
 
 from __future__ import annotations
 
@@ -53,11 +53,17 @@ def _add_bench(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["compare"]:  # its own parser: python -m pcdeq compare --help
+        from .compare import main as compare_main
+        return compare_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m pcdeq", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     _add_train(sub)
     _add_bench(sub)
     sub.add_parser("list", help="list the datasets, the method families and their methods")
+    sub.add_parser("compare", help="compare fresh run records with the reference records "
+                                   "(reproducibility check; python -m pcdeq compare --help)")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "list":

@@ -216,7 +216,31 @@ class JacobianRegularizer(nn.Module):
         return f"weight={self.weight}, prob={self.prob}"
 
 
-class DEQLayer(nn.Module):
+class SolveStats:
+    """What the trainer and the benchmark read from every DEQ layer, whatever its solver:
+    ``last_fwd_stats`` (set by each call) and the backward solves' stats, appended to
+    ``_bwd_stats`` while the backward pass runs (reset by each call)."""
+
+    last_fwd_stats: SolverStats | None
+    _bwd_stats: list[SolverStats]
+
+    @property
+    def last_bwd_stats(self) -> SolverStats | None:
+        """Stats of the last backward solve since the last call (None before it)."""
+        return self._bwd_stats[-1] if self._bwd_stats else None
+
+    @property
+    def last_fwd_iters(self) -> int | None:
+        """Forward iterations of the last call."""
+        return self.last_fwd_stats.iters if self.last_fwd_stats else None
+
+    @property
+    def last_bwd_iters(self) -> int | None:
+        """Backward iterations of the last backward pass."""
+        return self.last_bwd_stats.iters if self.last_bwd_stats else None
+
+
+class DEQLayer(SolveStats, nn.Module):
     """z* = sigma(op(W, z*) + x) with x = input_map(u), solved by a named solver.
 
     Args:
@@ -250,24 +274,6 @@ class DEQLayer(nn.Module):
         self._bwd_stats: list[SolverStats] = []
         self.aux_loss: Tensor | None = None  # the regularizer's loss term of the last call
         self.last_jac_fro2: float | None = None  # its ||J||_F^2 / d estimate (JR)
-
-    @property
-    def last_bwd_stats(self) -> SolverStats | None:
-        return self._bwd_stats[-1] if self._bwd_stats else None
-
-    def aux_loss_estimate(self) -> float | None:
-        """The regularizer's estimate at the last training call (JR: ||J_f(z*)||_F^2 / d)."""
-        return self.last_jac_fro2
-
-    @property
-    def last_fwd_iters(self) -> int | None:
-        """Forward iterations of the last call."""
-        return self.last_fwd_stats.iters if self.last_fwd_stats else None
-
-    @property
-    def last_bwd_iters(self) -> int | None:
-        """Backward (adjoint) iterations of the last backward pass."""
-        return self.last_bwd_stats.iters if self.last_bwd_stats else None
 
     def effective_weight(self) -> Tensor:
         return self.weight()

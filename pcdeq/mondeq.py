@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .layers import SolveStats
 from .solver import SolverStats
 
 Apply = Callable[[Tensor], Tensor]
@@ -477,7 +478,7 @@ class _ImplicitBackward(torch.autograd.Function):
 
 
 # ------------------------------------------------------------------------------ the layer
-class MonDEQ(nn.Module):
+class MonDEQ(SolveStats, nn.Module):
     """monDEQ layer z* = relu(W z* + x), W monotone, solved by Peaceman-Rachford.
 
     Args:
@@ -519,22 +520,6 @@ class MonDEQ(nn.Module):
     def weight(self) -> Operator:
         """The operator (DEQLayer's name for the weight module)."""
         return self.operator
-
-    # ---- the interface the trainer reads
-    @property
-    def last_bwd_stats(self) -> SolverStats | None:
-        """Stats of the last backward solve since the last forward call (None before it)."""
-        return self._bwd_stats[-1] if self._bwd_stats else None
-
-    @property
-    def last_fwd_iters(self) -> int | None:
-        """PR iterations of the last forward solve."""
-        return self.last_fwd_stats.iters if self.last_fwd_stats else None
-
-    @property
-    def last_bwd_iters(self) -> int | None:
-        """PR iterations of the last backward solve."""
-        return self.last_bwd_stats.iters if self.last_bwd_stats else None
 
     def project_(self) -> None:
         """No-op: W is monotone by construction (for the conv operator: while g >= 0)."""

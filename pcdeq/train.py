@@ -298,7 +298,7 @@ class Trainer:
             logits = model(x)
             loss = F.cross_entropy(logits, yb)
             aux = model.aux_loss()
-            jac += [l.aux_loss_estimate() for l in layers if getattr(l, "regularizer", None) is not None]
+            jac += [l.last_jac_fro2 for l in layers if getattr(l, "regularizer", None) is not None]
             if aux is not None:
                 loss = loss + aux
             if not torch.isfinite(loss):

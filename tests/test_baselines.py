@@ -18,7 +18,7 @@ from pcdeq.layers import (DEQLayer, JacobianRegularizer, LipDEQConv2d, LipDEQLin
                           LipschitzWeight)
 from pcdeq.train import RunConfig, Trainer, train
 
-from conftest import DATA
+from conftest import DATA, unrolled_forward
 
 
 @pytest.mark.parametrize("dataset,method,count", [
@@ -192,14 +192,6 @@ def test_jacobian_regularizer_adds_a_differentiable_term_with_probability_p():
 
 
 # -------------------------------------------------------- implicit == unrolled, every family
-def _unrolled_forward(self, u, n=400):
-    x, W = self.input_map(u), self.weight()
-    z = torch.zeros_like(x)
-    for _ in range(n):
-        z = self.sigma(self.op(W, z) + x)
-    return z
-
-
 @pytest.mark.parametrize("method,channels", [
     ("DEQ-L-Tanh", (12,)), ("DEQ-L-ReLU", (12,)), ("DEQ-JR-L-Tanh", (12,)), ("LipDEQ-L-Tanh", (12,)),
     ("DEQ-SC-Tanh", (3,)), ("LipDEQ-SC-ReLU", (3,)),
@@ -223,7 +215,7 @@ def test_implicit_gradients_equal_unrolled_autograd(method, channels, monkeypatc
 
     implicit = grads()
     assert all(l.last_bwd_iters > 2 for l in model.deq_layers())
-    monkeypatch.setattr(DEQLayer, "forward", _unrolled_forward)
+    monkeypatch.setattr(DEQLayer, "forward", unrolled_forward)
     unrolled = grads()
     for k in implicit:
         torch.testing.assert_close(implicit[k], unrolled[k], rtol=1e-7, atol=1e-10, msg=k)

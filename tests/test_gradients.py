@@ -6,13 +6,7 @@ import torch
 import pcdeq
 from pcdeq.layers import DEQLayer
 
-
-def _unrolled_forward(self, u, n=600):
-    x, W = self.input_map(u), self.weight()
-    z = torch.zeros_like(x)
-    for _ in range(n):
-        z = self.sigma(self.op(W, z) + x)
-    return z
+from conftest import unrolled_forward
 
 
 def _grads(model, x, y):
@@ -37,7 +31,7 @@ def test_implicit_equals_unrolled(method, channels, shape, monkeypatch):
     y = torch.arange(shape[0]) % 10
     implicit = _grads(model, x, y)
     assert all(l.last_bwd_iters > 2 for l in model.deq_layers())
-    monkeypatch.setattr(DEQLayer, "forward", _unrolled_forward)
+    monkeypatch.setattr(DEQLayer, "forward", unrolled_forward)
     unrolled = _grads(model, x, y)
     for k in implicit:
         torch.testing.assert_close(implicit[k], unrolled[k], rtol=1e-7, atol=1e-10, msg=k)
