@@ -41,8 +41,8 @@ def _label(method: str) -> str:
 def _style(method: str, by_family: bool) -> tuple[str, object, str]:
     """(colour, line style, legend label) of a method's line."""
     m = parse_method(method)
-    if by_family:
-        return GROUP_COLORS[m.group], LINESTYLES[m.activation], m.name
+    if by_family:  # the architecture is in the panel's title
+        return GROUP_COLORS[m.group], LINESTYLES[m.activation], f"{m.family} {m.activation}"
     return COLORS[m.activation], "-", _label(method)
 
 
@@ -100,9 +100,12 @@ def make_figure(name: str, runs: Sequence[Run], profile: str):
 
     runs = select_runs(runs, name)
     grid = _panels(name, runs)
+    shown = {r.path: r for row in grid for panel in row for r in panel.runs}
+    runs = sorted(shown.values(), key=lambda r: r.path)  # the caption states what is drawn
     nrows, ncols = len(grid), len(grid[0])
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows + 1.1),
-                             squeeze=False)
+    by_family = grid[0][0].by_family
+    width = max(4.2 * ncols, 7.0) if by_family else 4.2 * ncols  # room for the family legend
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 3.0 * nrows + 1.1), squeeze=False)
     for i, row in enumerate(grid):
         for j, panel in enumerate(row):
             ax = axes[i][j]
@@ -113,12 +116,15 @@ def make_figure(name: str, runs: Sequence[Run], profile: str):
             if l not in labels:
                 handles.append(h)
                 labels.append(l)
+    ncol = min(len(labels), 6, max(2, int(width // 1.7)))
     if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False,
-                   fontsize=8)
+        fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False, fontsize=8)
     fig.suptitle(f"{ARTIFACTS[name].title}\n{_wrap(caption(profile, runs), 40 * ncols)}",
                  fontsize=8)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    bottom = 0.05
+    if by_family:  # room for a legend of several rows
+        bottom = (0.3 + 0.2 * -(-len(labels) // ncol)) / fig.get_figheight()
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     return fig
 
 
