@@ -1,6 +1,6 @@
 # Helpers of the workflow: config validation, the job list, and the input/params functions
 # of the rules. Path conventions (record layout, file-safe method names, artifact names)
-# come from pcdeq/report.py, the project's one paths module, so the notebooks and the
+# come from pcdeq/report/paths.py, the project's one paths module, so the notebooks and the
 # workflow can never disagree on them.
 
 import json
