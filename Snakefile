@@ -35,9 +35,11 @@ rule runs:
 
 rule reference:
     """Copy the profile's fresh runs to results/<profile>/, the committed reference records
-    that the notebooks read by default (then re-execute the notebooks; see the README)."""
+    that the notebooks read by default, with the weights of the `reference_weights` methods
+    (then re-execute the notebooks; see the README)."""
     input:
         records(REFERENCE),
+        weights(REFERENCE),
 
 
 localrules:

@@ -10,6 +10,7 @@ from .layers import (ACTIVATION_FNS, DEQConv2d, DEQLayer, DEQLinear, JacobianReg
                      PcDEQConv2d, PcDEQLinear, WeightNorm, pcdeq1_input, pcdeq2_input)
 from .models import DEQClassifier, build_model, n_params
 from .solver import SOLVERS, SolverStats, fixed_point_iter, implicit_fixed_point, register_solver
+from .train import load_trained
 
 __version__ = "0.1.0"
 
@@ -18,6 +19,6 @@ __all__ = [
     "DEQClassifier", "DEQConv2d", "DEQLayer", "DEQLinear", "HParams", "JacobianRegularizer",
     "LipDEQConv2d", "LipDEQLinear", "LipschitzWeight", "Method", "NonnegativeWeightNorm", "PcDEQ",
     "PcDEQConv2d", "PcDEQLinear", "SolverStats", "WeightNorm", "baseline_methods", "build_model",
-    "dataset_info", "fixed_point_iter", "hyperparameters", "implicit_fixed_point", "n_params",
+    "dataset_info", "fixed_point_iter", "hyperparameters", "implicit_fixed_point", "load_trained", "n_params",
     "paper_methods", "parse_method", "pcdeq1_input", "pcdeq2_input", "register_solver",
 ]

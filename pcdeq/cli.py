@@ -27,6 +27,7 @@ def _add_train(sub) -> None:
                         "DEQ-JR-SC-Tanh, LipDEQ-MC-ReLU (python -m pcdeq list)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="path of the JSON run record (checkpoint: OUT.ckpt)")
+    p.add_argument("--weights", help="also write the final weights here (pcdeq.train.load_trained reads them)")
     p.add_argument("--epochs", type=_positive_int, help="shorten (or lengthen) the run")
     p.add_argument("--lr", type=float)
     p.add_argument("--tol", type=float, help="solver tolerance (paper: 1e-4)")
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                         batch_size=args.batch_size, jr_weight=args.jr_weight, jr_prob=args.jr_prob,
                         lip_bound=args.lip_bound, train_limit=args.train_limit,
                         test_limit=args.test_limit, data_root=args.data_root, device=args.device,
-                        threads=args.threads, progress=False if args.quiet else None,
+                        threads=args.threads, weights=args.weights,
+                        progress=False if args.quiet else None,
                         log=not args.quiet)
         try:
             rec = train(cfg)

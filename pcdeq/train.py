@@ -54,6 +54,13 @@ class RunConfig:
     threads: int | None = None
     progress: bool | None = None  # None: a progress bar only on a terminal
     log: bool = True  # one line per epoch on stderr
+    weights: str | None = None  # where to write the final weights (see load_trained)
+
+
+WEIGHTS_FORMAT = "pcdeq-weights/1"
+# The RunConfig fields a model is rebuilt from (the rest say where and how a run ran).
+_MODEL_FIELDS = ("dataset", "method", "seed", "epochs", "lr", "tol", "max_iter", "batch_size",
+                 "jr_weight", "jr_prob", "lip_bound", "train_limit", "test_limit")
 
 
 class NonFiniteLoss(RuntimeError):
@@ -249,6 +256,15 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
         })
 
+    def save_weights(self, path: Path) -> None:
+        """The final model, small and self-describing: what :func:`load_trained` reads."""
+        _atomic_torch_save(path, {
+            "format": WEIGHTS_FORMAT, "status": self.record["status"],
+            "run": {k: getattr(self.cfg, k) for k in _MODEL_FIELDS},
+            "n_params": self.record["n_params"], "epochs_trained": len(self.record["epochs"]),
+            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+        })
+
     def try_resume(self) -> bool:
         """Load the checkpoint if it belongs to this run. Returns True if resumed."""
         if not self.ckpt.exists():
@@ -355,6 +371,8 @@ class Trainer:
             except NonFiniteLoss as e:
                 self.record.update(status="diverged", diverged_at_epoch=epoch, error=str(e))
                 atomic_write_json(self.out, self.record)
+                if self.cfg.weights:
+                    self.save_weights(Path(self.cfg.weights))
                 raise
             t1 = time.perf_counter()
             te = self.evaluate()
@@ -378,9 +396,38 @@ class Trainer:
             if self.cfg.log:
                 print(_epoch_line(self.record, self.record["epochs"][-1]), file=sys.stderr, flush=True)
         self.record["status"] = "complete"
+        if self.cfg.weights:  # before the record: a complete record implies its weights exist
+            self.save_weights(Path(self.cfg.weights))
         atomic_write_json(self.out, self.record)
         self.ckpt.unlink(missing_ok=True)
         return self.record
+
+
+def load_trained(path: str | Path, device: str | torch.device = "cpu") -> DEQClassifier:
+    """Rebuild a trained model from the weights file of a run (``--weights``).
+
+    Args:
+        path: a file written by ``python -m pcdeq train ... --weights PATH`` (the workflow
+            writes ``runs/<profile>/<dataset>/<method>/seed<k>.pt`` beside each record).
+        device: where to put the model.
+
+    Returns:
+        The model in eval mode, built by :func:`pcdeq.build_model` with the run's
+        hyperparameters, with its trained parameters and buffers (BN statistics, monDEQ's α).
+
+    Raises:
+        ConfigError: the file is not a pcDEQ weights file.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != WEIGHTS_FORMAT:
+        raise ConfigError(f"{path} is not a weights file of this project (format {WEIGHTS_FORMAT}); "
+                          "write one with python -m pcdeq train ... --weights PATH")
+    run = state["run"]
+    hp = resolve_hparams(RunConfig(**run))
+    model = build_model(run["dataset"], run["method"], tol=hp.tol, max_iter=hp.max_iter,
+                        channels=hp.channels, hparams=hp)
+    model.load_state_dict(state["state_dict"])
+    return model.to(device).eval()
 
 
 def train(cfg: RunConfig) -> dict:
@@ -397,7 +444,9 @@ def train(cfg: RunConfig) -> dict:
             old = json.loads(out.read_text())
         except (json.JSONDecodeError, OSError):
             old = None
-        if old and old.get("status") == "complete" and {k: old.get(k) for k in trainer._identity()} == trainer._identity():
+        weights_ok = not cfg.weights or Path(cfg.weights).exists()
+        if (old and old.get("status") == "complete" and weights_ok
+                and {k: old.get(k) for k in trainer._identity()} == trainer._identity()):
             return old  # already done: an interrupted workflow never redoes finished runs
     if not trainer.try_resume():
         trainer.record = trainer._new_record()

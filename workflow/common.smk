@@ -15,8 +15,9 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 
 from pcdeq.hparams import (ConfigError, dataset_info, hyperparameters, method_pattern,  # noqa: E402
                            parse_method)
-from pcdeq.report import (ARTIFACTS, AUG_SUFFIX, LOGS_ROOT, REFERENCE_ROOT, RUNS_ROOT,  # noqa: E402
-                          arch_key, method_from_safe, record_path, safe_method)
+from pcdeq.report import (ARTIFACTS, AUG_SUFFIX, HPARAM_TABLES, LOGS_ROOT,  # noqa: E402
+                          REFERENCE_ROOT, RUNS_ROOT, arch_key, method_from_safe, record_path,
+                          safe_method)
 
 # The interpreter running Snakemake also runs the jobs (`python` on PATH may be another one,
 # e.g. when snakemake is called as .venv/bin/snakemake without activating the venv). Used in
@@ -33,7 +34,10 @@ def check_config(cfg: dict) -> None:
             ReLU6), a method the paper has no model for on that family, a dataset of
             another family, or a method whose architecture has no entry under `sizes`.
     """
+    trained = set()
     for family, exp in cfg["experiments"].items():
+        if exp is None:  # the profile leaves this family out
+            continue
         where = f"experiments.{family}"
         info = dataset_info(exp["dataset"])
         if info.family != family:
@@ -50,10 +54,19 @@ def check_config(cfg: dict) -> None:
                 raise WorkflowError(
                     f"config key {where}.sizes: no entry {arch_key(method)!r} for "
                     f"{where}.methods[{i}] = {method!r}")
+            trained.add(method)
+    for i, method in enumerate(cfg.get("reference_weights", [])):
+        if method not in trained:
+            raise WorkflowError(
+                f"config key reference_weights[{i}]: {method!r} is not trained by this profile; "
+                f"name one of the methods under experiments.<family>.methods")
 
 
 validate(config, "../config/schema.yaml")
 check_config(config)
+
+# The families this profile trains (a null entry leaves one out, e.g. in the fashion profile).
+EXPERIMENTS: dict[str, dict] = {f: e for f, e in config["experiments"].items() if e is not None}
 
 PROFILE: str = config["profile"]
 RUNS: str = f"{RUNS_ROOT}/{PROFILE}"  # fresh run records of this profile (git-ignored)
@@ -62,7 +75,7 @@ LOGS: str = f"{LOGS_ROOT}/{PROFILE}"
 FIGURES: str = config["figures_dir"]
 TABLES: str = config["tables_dir"]
 GPU: int = 0 if config["device"] == "cpu" else 1
-DATASETS: list[str] = sorted({exp["dataset"] for exp in config["experiments"].values()})
+DATASETS: list[str] = sorted({exp["dataset"] for exp in EXPERIMENTS.values()})
 # The resolved config, written next to the fresh runs: provenance, and an input of every
 # artifact that a fresh clone lacks, so that `all` regenerates the committed artifacts
 # whatever the file times of the checkout (Snakemake skips missing intermediates of
@@ -83,11 +96,23 @@ TORCH_THREADS: int = config["threads"]
 def jobs(artifact: str | None = None) -> list[tuple[str, str, int]]:
     """(dataset, method, seed) of every training job, or of those an artifact reads."""
     out = []
-    for family, exp in config["experiments"].items():
+    for family, exp in EXPERIMENTS.items():
         for method in exp["methods"]:
             if artifact is None or ARTIFACTS[artifact].wants(family, method):
-                out += [(exp["dataset"], method, s) for s in range(exp["seeds"])]
+                out += [(exp["dataset"], method, s) for s in range(seeds_of(exp, method))]
     return out
+
+
+def seeds_of(exp: dict, method: str) -> int:
+    """Runs per method: the architecture's `seeds` if its size entry sets one."""
+    return exp["sizes"][arch_key(method)].get("seeds") or exp["seeds"]
+
+
+def weights(root: str) -> list[str]:
+    """Seed-0 weight files of the profile's `reference_weights` methods under `root`."""
+    want = set(config.get("reference_weights", []))
+    return [str(record_path(root, d, m, s).with_suffix(".pt")) for d, m, s in jobs()
+            if m in want and s == 0]
 
 
 def records(root: str, artifact: str | None = None) -> list[str]:
@@ -98,7 +123,7 @@ def records(root: str, artifact: str | None = None) -> list[str]:
 def _experiment(dataset: str, safe: str) -> tuple[str, dict]:
     """(family, config entry) of a training job's wildcards."""
     method = method_from_safe(safe)
-    for family, exp in config["experiments"].items():
+    for family, exp in EXPERIMENTS.items():
         if exp["dataset"] == dataset and method in exp["methods"]:
             return family, exp
     raise WorkflowError(f"no experiment in the config trains {method} on {dataset}")
@@ -155,7 +180,7 @@ def notebook_params(wildcards) -> str:
     if nb == "dataset_table.ipynb":
         params["data_root"] = config["data_root"]
     if nb == "hparam_tables.ipynb":
-        params["experiments"] = config["experiments"]
+        params["experiments"] = EXPERIMENTS
         params["description"] = config["description"]
         del params["records"], params["results_dir"]
     return json.dumps(params, sort_keys=True)
@@ -165,9 +190,17 @@ def artifact_names(kind: str) -> list[str]:
     return [a.name for a in ARTIFACTS.values() if a.kind == kind]
 
 
+def in_profile(name: str) -> bool:
+    """Whether the profile makes an artifact: it reads runs the profile trains (Tables 5-7,
+    which read the config: the profile trains their family)."""
+    if ARTIFACTS[name].needs:
+        return bool(jobs(name))
+    return any(HPARAM_TABLES.get(f) == name for f in EXPERIMENTS)
+
+
 def artifact_files() -> list[str]:
     """Every table (.md, .tex) and figure (.pdf, .png) of the profile."""
-    return [str(p) for a in ARTIFACTS.values()
+    return [str(p) for a in ARTIFACTS.values() if in_profile(a.name)
             for p in a.paths(TABLES if a.kind == "table" else FIGURES)]
 
 

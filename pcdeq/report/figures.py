@@ -8,7 +8,7 @@ from typing import Sequence
 
 from ..hparams import ALL_ACTIVATIONS, FAMILY_GROUPS, PAPER_DATASET_NAMES, parse_method
 from .paths import _ALL_ARCHS, ARTIFACTS, FAMILIES, arch_key, artifact_paths
-from .records import Run, caption, curve, select_runs, summarize
+from .records import Run, artifact_title, caption, curve, select_runs, summarize
 
 # ------------------------------------------------------------------------------- figures
 # Fixed colours per activation so every figure reads the same way.
@@ -53,9 +53,9 @@ def _line_order(method: str) -> tuple[int, int]:
 
 def _family_title(runs: Sequence[Run], family: str, extra: str = "") -> str:
     ds = sorted({r.dataset for r in runs if r.family == family})
-    name = PAPER_DATASET_NAMES[family]
+    name = "Fashion-MNIST" if ds == ["fashion_mnist"] else PAPER_DATASET_NAMES[family]
     synthetic = any(r.data["synthetic"] for r in runs if r.family == family)
-    where = f"{name}" + (f" [{', '.join(ds)}]" if ds and ds != [family] else "")
+    where = f"{name}" + (f" [{', '.join(ds)}]" if ds and ds not in ([family], ["fashion_mnist"]) else "")
     if synthetic:
         where += " SYNTHETIC"
     return where + (f" {extra}" if extra else "")
@@ -66,11 +66,13 @@ def _panels(name: str, runs: Sequence[Run]) -> list[list[Panel]]:
     def pick(family: str, arch: str) -> tuple[Run, ...]:
         return tuple(r for r in runs if r.family == family and r.arch == arch)
 
+    # A profile that trains some families only (fashion: MNIST-shaped data) gets their panels.
+    families = [f for f in FAMILIES if pick(f, "SC")] or list(FAMILIES)
     if name == "fig2_sc_accuracy":
-        return [[Panel(_family_title(runs, f, "SC"), pick(f, "SC"), "test_acc") for f in FAMILIES]]
+        return [[Panel(_family_title(runs, f, "SC"), pick(f, "SC"), "test_acc") for f in families]]
     if name == "fig3_sc_iterations":
         return [[Panel(_family_title(runs, f, f"SC, {kind}"), pick(f, "SC"), metric)
-                 for f in FAMILIES] for kind, metric in (("forward", "fwd_iters"),
+                 for f in families] for kind, metric in (("forward", "fwd_iters"),
                                                          ("backward", "bwd_iters"))]
     if name == "fig4_sigma_max":
         return [[Panel(_family_title(runs, "mnist", "L"), pick("mnist", "L"), "sigma_max")]]
@@ -119,7 +121,7 @@ def make_figure(name: str, runs: Sequence[Run], profile: str):
     ncol = min(len(labels), 6, max(2, int(width // 1.7)))
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False, fontsize=8)
-    fig.suptitle(f"{ARTIFACTS[name].title}\n{_wrap(caption(profile, runs), 40 * ncols)}",
+    fig.suptitle(f"{artifact_title(name, runs)}\n{_wrap(caption(profile, runs), 40 * ncols)}",
                  fontsize=8)
     bottom = 0.05
     if by_family:  # room for a legend of several rows

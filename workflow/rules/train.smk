@@ -6,9 +6,11 @@ rule train:
     RUN.json.part and the output appears only once the run has ended: an interrupted
     workflow never mistakes a partial record for a finished one, and rerunning the job
     resumes from RUN.json.part.ckpt. Exit status 3 means the run diverged: its record
-    (status 'diverged', the finished epochs) becomes the output and the tables report it."""
+    (status 'diverged', the finished epochs) becomes the output and the tables report it.
+    The final weights (RUN.pt, pcdeq.load_trained) are written before the record."""
     output:
         record=f"{RUNS}/{{dataset}}/{{method}}/seed{{seed}}.json",
+        weights=f"{RUNS}/{{dataset}}/{{method}}/seed{{seed}}.pt",
     log:
         f"{LOGS}/train/{{dataset}}/{{method}}/seed{{seed}}.log",
     params:
@@ -29,29 +31,33 @@ rule train:
         """
         rc=0
         {PY:q} -m pcdeq train --dataset {wildcards.dataset} --method {params.method:q} \
-            --seed {wildcards.seed} --out {output.record:q}.part {params.sizes} \
+            --seed {wildcards.seed} --out {output.record:q}.part --weights {output.weights:q}.part \
+            {params.sizes} \
             --device {params.device} --data-root {params.data_root:q} --threads {TORCH_THREADS} \
             > {log:q} 2>&1 || rc=$?
         if [ $rc -ne 0 ] && [ $rc -ne 3 ]; then
             tail -n 15 {log:q} >&2  # the core's own error message, right in Snakemake's output
             exit $rc
         fi
+        mv {output.weights:q}.part {output.weights:q}
         mv {output.record:q}.part {output.record:q}
         """
 
 
 rule reference_record:
-    """Copy one fresh run record into the committed reference folder."""
+    """Copy one fresh run record (or the weights of a `reference_weights` run) into the
+    committed reference folder."""
     input:
-        f"{RUNS}/{{dataset}}/{{method}}/seed{{seed}}.json",
+        f"{RUNS}/{{dataset}}/{{method}}/seed{{seed}}.{{ext}}",
     output:
-        f"{REFERENCE}/{{dataset}}/{{method}}/seed{{seed}}.json",
+        f"{REFERENCE}/{{dataset}}/{{method}}/seed{{seed}}.{{ext}}",
     log:
-        f"{LOGS}/reference/{{dataset}}/{{method}}/seed{{seed}}.log",
+        f"{LOGS}/reference/{{dataset}}/{{method}}/seed{{seed}}.{{ext}}.log",
     wildcard_constraints:
         dataset=one_of(DATASETS),
         method=METHOD_WILDCARD,
         seed=r"\d+",
+        ext="json|pt",
     shell:
         "cp {input:q} {output:q} 2> {log:q}"
 
