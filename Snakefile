@@ -3,6 +3,7 @@
 #   snakemake --cores 1 all                                 # quick profile (default config)
 #   snakemake --cores 1 all --configfile config/paper.yaml  # the paper's protocol
 #   snakemake --cores 1 fig4                                 # one artifact by its paper name, only its runs
+#   snakemake --cores 1 tables/claims.md                    # the paper's claims, checked
 #   snakemake --cores 1 reference                           # refresh results/<profile>/
 #
 # Fresh runs go to runs/<profile>/, logs (and the executed notebooks) to logs/<profile>/,
@@ -13,6 +14,7 @@ configfile: "config/config.yaml"
 
 include: "workflow/common.smk"
 include: "workflow/rules/theory.smk"
+include: "workflow/rules/claims.smk"
 
 
 rule all:
@@ -23,7 +25,8 @@ rule all:
         records(RUNS),
         PROFILE_RECORD,
         artifact_files(),
-        THEORY_FILES,
+        THEORY_FILES if config.get("theory", True) else [],
+        CLAIMS_FILES,
     default_target: True
 
 

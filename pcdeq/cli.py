@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     _add_train(sub)
     _add_bench(sub)
     sub.add_parser("list", help="list the datasets, the method families and their methods")
+    p = sub.add_parser("data", help="make sure a dataset is on disk (download it when online) "
+                                    "and print its statistics as JSON")
+    p.add_argument("--dataset", required=True, help=f"one of: {', '.join(DATASETS)}")
+    p.add_argument("--data-root", default="data")
     sub.add_parser("compare", help="compare fresh run records with the reference records "
                                    "(reproducibility check; python -m pcdeq compare --help)")
     args = ap.parse_args(argv)
@@ -78,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
             print("\nstable-DEQ baselines (Table 8):")
             for fam in PAPER_DATASET_NAMES:
                 print(f"  {PAPER_DATASET_NAMES[fam]}:", ", ".join(baseline_methods(fam)))
+            return 0
+        if args.cmd == "data":
+            import json
+
+            from .data import dataset_stats
+            print(json.dumps(dataset_stats(args.dataset, args.data_root), indent=1))
             return 0
         if args.cmd == "bench":
             from .bench import run_bench

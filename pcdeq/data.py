@@ -103,10 +103,12 @@ def _find_idx(dirs: list[Path], stem: str) -> Path | None:
     return None
 
 
-def _mnist_like(root: Path, folder: str, tv_class: str, extra_dirs: list[Path]) -> tuple[Split, Split, str]:
+def _mnist_like(root: Path, folder: str, tv_class: str, extra_dirs: list[Path],
+                hint: str = "") -> tuple[Split, Split, str]:
     dirs = [root / folder / "raw", *extra_dirs]
     if _find_idx(dirs, _IDX_FILES["train"][0]) is None:
-        _download(tv_class, root, dirs[0], [s for pair in _IDX_FILES.values() for s in pair])
+        _download(tv_class, root, dirs[0], [s for pair in _IDX_FILES.values() for s in pair],
+                  hint=hint)
     splits = []
     for split in ("train", "test"):
         img, lab = (_find_idx(dirs, s) for s in _IDX_FILES[split])
@@ -118,7 +120,8 @@ def _mnist_like(root: Path, folder: str, tv_class: str, extra_dirs: list[Path]) 
     return splits[0], splits[1], str(img.parent)
 
 
-def _download(tv_class: str, root: Path, where: Path, files: list[str], **kw) -> None:
+def _download(tv_class: str, root: Path, where: Path, files: list[str], hint: str = "",
+              **kw) -> None:
     """Let torchvision download a dataset; offline, fail with what to put where."""
     import torchvision
 
@@ -129,7 +132,7 @@ def _download(tv_class: str, root: Path, where: Path, files: list[str], **kw) ->
             f"dataset {tv_class} is not in {root}/ and could not be downloaded ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}).\n"
             f"  Online, torchvision downloads it into {root}/ by itself: just rerun.\n"
-            f"  Offline, put these files into {where}/: {', '.join(files)}.\n"
+            f"  Offline, put these files into {where}/: {', '.join(files)}.\n{hint}"
             f"  Without it, the shipped 'mnist5k' and the 'synthetic-svhn'/'synthetic-cifar10' "
             f"stand-ins run offline.") from None
 
@@ -234,7 +237,10 @@ def load_dataset(name: str, root: str | Path = "data", *, train_limit: int | Non
         train, test, src = _mnist_like(root, "MNIST", "MNIST", [])
         src = f"torchvision MNIST ({src})"
     elif info.name == "fashion_mnist":
-        train, test, src = _mnist_like(root, "FashionMNIST", "FashionMNIST", [DEBIAN_FASHION_MNIST])
+        train, test, src = _mnist_like(
+            root, "FashionMNIST", "FashionMNIST", [DEBIAN_FASHION_MNIST],
+            hint=f"  Or, on Debian / Ubuntu: apt install dataset-fashion-mnist (its files in "
+                 f"{DEBIAN_FASHION_MNIST}/ are used as they are).\n")
         src = f"Fashion-MNIST ({src})"
     elif info.name == "mnist5k":
         train, test, src = _mnist5k(root)

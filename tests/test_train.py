@@ -166,3 +166,58 @@ def test_learns_real_mnist5k(tmp_path):
     assert rec["epochs"][-1]["test_acc"] >= 90.0
     sig = [e["sigma_max"] for e in rec["epochs"]]
     assert all(s is not None and s > 0 for s in sig)
+
+
+# ------------------------------------------------------------------- final weights
+@pytest.mark.parametrize("method", ["pcDEQ-2-MC-Sigmoid", "monDEQ-L", "LipDEQ-L-Tanh"])
+def test_weights_rebuild_the_trained_model(tmp_path, method):
+    """load_trained gives back the model that was evaluated: same test accuracy as the
+    record's last epoch (same batches), same parameter count, buffers included (BN, α)."""
+    from pcdeq import load_trained
+    from pcdeq.data import Preprocess, batches
+    from pcdeq.hparams import hyperparameters
+
+    weights = tmp_path / "run.pt"
+    rec = train(_cfg(tmp_path, method=method, epochs=1, train_limit=256, test_limit=128,
+                     weights=str(weights)))
+    model = load_trained(weights)
+    assert not model.training and sum(p.numel() for p in model.parameters()) == rec["n_params"]
+    hp = hyperparameters("mnist5k", method)
+    pre = Preprocess("mnist", "cpu", hp.input_norm)
+    test = load_dataset("mnist5k", DATA, test_limit=128).test
+    correct = 0
+    with torch.no_grad():
+        for xb, yb in batches(test, hp.batch_size):
+            correct += int((model(pre(xb)).argmax(1) == yb).sum())
+    assert 100.0 * correct / 128 == rec["epochs"][-1]["test_acc"]
+
+
+def test_weights_missing_reruns_a_complete_run_and_bad_file_is_refused(tmp_path):
+    from pcdeq import load_trained
+
+    train(_cfg(tmp_path, epochs=1, train_limit=128, test_limit=64))
+    weights = tmp_path / "w.pt"
+    train(_cfg(tmp_path, epochs=1, train_limit=128, test_limit=64, weights=str(weights)))
+    assert weights.exists()  # a complete record without its weights is not taken as done
+    torch.save({"x": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ConfigError, match="not a weights file"):
+        load_trained(tmp_path / "other.pt")
+
+
+def test_fashion_mnist_offline_error_names_both_ways(tmp_path, monkeypatch):
+    """Offline, without data/FashionMNIST/raw/ and without Debian's package: the error says
+    how to get the files either way, before any training."""
+    import torchvision
+
+    import pcdeq.data as data
+
+    def offline(*a, **k):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
+    with pytest.raises(DatasetMissing) as err:
+        Trainer(_cfg(tmp_path, dataset="fashion_mnist", data_root=str(tmp_path / "data")))
+    msg = str(err.value)
+    assert "FashionMNIST/raw" in msg and "train-images-idx3-ubyte" in msg
+    assert "apt install dataset-fashion-mnist" in msg

@@ -70,6 +70,10 @@ BAD_CONFIGS = {
     # an unknown family: refused listing the valid names, naming the key
     "unknown_method": (lambda c: c["experiments"]["mnist"].update(methods=["pcDEQ-3-MC-ReLU6"]),
                        "experiments.mnist.methods[0]: unknown method 'pcDEQ-3-MC-ReLU6'; valid:"),
+    # weights to commit of a method the profile does not train: refused naming the key
+    "reference_weights": (lambda c: c.update(reference_weights=["pcDEQ-1-L-ReLU6", "DEQ-L-ReLU"])
+                          or c["experiments"]["mnist"].update(methods=["pcDEQ-1-L-ReLU6"]),
+                          "config key reference_weights[1]: 'DEQ-L-ReLU' is not trained"),
     # an L model on SVHN: the paper has none; refused naming the key
     "wrong_family": (lambda c: c["experiments"]["svhn"].update(methods=["pcDEQ-1-L-ReLU6"]),
                      "experiments.svhn.methods[0]"),
@@ -83,6 +87,7 @@ def dry_runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
     clone = fresh_clone(tmp_path_factory.mktemp("clone"))
     cmds = {
         "paper": (snakemake_dry_run_cmd("all", "--configfile", "config/paper.yaml"), ROOT),
+        "fashion": (snakemake_dry_run_cmd("all", "--configfile", "config/fashion.yaml"), ROOT),
         "fig4": (snakemake_dry_run_cmd("figures/fig4_sigma_max.pdf"), ROOT),
         # what the README's commands do in a fresh clone, whose artifacts are committed
         "clone_all": (snakemake_dry_run_cmd("all", force=None), clone),
@@ -159,7 +164,7 @@ def test_paper_profile_dry_run_lists_275_training_jobs_and_every_artifact(dry_ru
     counts = job_counts(out)
     # the paper's 32 methods and the 11 + 6 + 6 stable-DEQ baselines, 5 seeds each
     assert counts["train"] == (32 + 23) * 5 == 275
-    assert counts["table"] == 8 and counts["figure"] == 8
+    assert counts["table"] == 8 and counts["figure"] == 8 and counts["dataset"] == 3
     for m in ("monDEQ-L", "DEQ-JR-L-Tanh", "LipDEQ-MC-ReLU"):
         assert f"runs/paper/mnist/{m}/seed4.json" in out
     for m in ("monDEQ-SC", "DEQ-SC-Tanh", "LipDEQ-SC-ReLU"):
@@ -171,6 +176,26 @@ def test_paper_profile_dry_run_lists_275_training_jobs_and_every_artifact(dry_ru
     # real datasets and the paper's settings: no limits, no epoch overrides
     assert "runs/paper/cifar10/pcDEQ-1-MC-ReLU6-aug/seed4.json" in out
     assert "synthetic" not in out and "mnist5k" not in out
+
+
+def test_fashion_profile_dry_run(dry_runs):
+    """Fashion-MNIST: L models (pcDEQ and the four L baselines) 5 seeds at the paper's
+    protocol, MC and SC 1 seed; MNIST-family artifacts only, into figures/fashion and
+    tables/fashion; the data checked once before any training job; no theory notebooks."""
+    res = dry_runs["fashion"]
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = res.stdout + res.stderr
+    counts = job_counts(out)
+    assert counts["train"] == 8 * 5 + 4 + 4 == 48
+    assert counts["dataset"] == 1 and counts["claims_table"] == 1
+    assert counts["table"] == 4 and counts["figure"] == 6 and "theory_geometry" not in counts
+    for m in ("pcDEQ-1-L-Tanh", "monDEQ-L", "DEQ-JR-L-Tanh", "LipDEQ-L-Tanh"):
+        assert f"runs/fashion/fashion_mnist/{m}/seed4.json" in out
+    assert "runs/fashion/fashion_mnist/pcDEQ-1-SC-Tanh/seed0.json" in out
+    assert "runs/fashion/fashion_mnist/pcDEQ-1-SC-Tanh/seed1.json" not in out
+    for name in ("table1_mnist.md", "table8_stable_deqs.md", "claims.md"):
+        assert f"tables/fashion/{name}" in out
+    assert "fig4_sigma_max.pdf" in out and "table2_svhn" not in out and "fig9_svhn" not in out
 
 
 def test_one_artifact_runs_only_the_training_jobs_it_needs(dry_runs):
@@ -348,3 +373,36 @@ def test_method_names_are_file_safe():
         safe = report.safe_method(method)
         assert "*" not in safe and report.method_from_safe(safe) == method
     assert report.safe_method("pcDEQ-1-MC-ReLU6*") == "pcDEQ-1-MC-ReLU6-aug"
+
+
+# ------------------------------------------------------------------------- SLURM profile
+def _path_without_sbatch(tmp_path: Path, fake_sbatch: bool) -> str:
+    """A PATH with the venv's tools and the shell basics, with a stub `sbatch` or none."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("which", "sh", "bash", "git", "cat", "env", "uname"):
+        if shutil.which(tool):
+            (bin_dir / tool).symlink_to(shutil.which(tool))
+    if fake_sbatch:  # a dry run only looks for it, it submits nothing
+        (bin_dir / "sbatch").write_text("#!/bin/sh\nexit 1\n")
+        (bin_dir / "sbatch").chmod(0o755)
+    return f"{bin_dir}:{Path(sys.executable).parent}"
+
+
+@pytest.mark.parametrize("have_sbatch", [True, False])
+def test_slurm_profile_dry_run_and_missing_sbatch(tmp_path, have_sbatch):
+    """profiles/slurm: every job of the paper profile maps to sbatch resources; where sbatch
+    is missing the workflow stops before submitting anything, saying so."""
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("SLURM_")}
+    env["PATH"] = _path_without_sbatch(tmp_path, have_sbatch)
+    res = subprocess.run([*SNAKEMAKE, "-n", "--nolock", "all", "--profile", "profiles/slurm",
+                          "--configfile", "config/paper.yaml"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    out = res.stdout + res.stderr
+    if have_sbatch:
+        assert res.returncode == 0, out[-3000:]
+        assert job_counts(out)["train"] == 275
+    else:
+        assert res.returncode != 0
+        assert "sbatch, which is not on PATH" in out and "Nothing was submitted" in out
+        assert "Job stats" not in out

@@ -4,6 +4,8 @@
 # workflow can never disagree on them.
 
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -65,6 +67,16 @@ def check_config(cfg: dict) -> None:
 validate(config, "../config/schema.yaml")
 check_config(config)
 
+# profiles/slurm sets executor=slurm. Inside a SLURM job (SLURM_JOB_ID set) Snakemake runs the
+# job itself, so the check is for the submitting side only.
+if (config.get("executor") == "slurm" and "SLURM_JOB_ID" not in os.environ
+        and shutil.which("sbatch") is None):
+    raise WorkflowError(
+        "profiles/slurm submits every job with sbatch, which is not on PATH here: run it on a "
+        "SLURM login node (or bring up a local test cluster: profiles/slurm/local-cluster.sh), "
+        "or drop --profile profiles/slurm to run on this machine (--cores N). Nothing was "
+        "submitted.")
+
 # The families this profile trains (a null entry leaves one out, e.g. in the fashion profile).
 EXPERIMENTS: dict[str, dict] = {f: e for f, e in config["experiments"].items() if e is not None}
 
@@ -76,6 +88,9 @@ FIGURES: str = config["figures_dir"]
 TABLES: str = config["tables_dir"]
 GPU: int = 0 if config["device"] == "cpu" else 1
 DATASETS: list[str] = sorted({exp["dataset"] for exp in EXPERIMENTS.values()})
+# The profile's datasets that are not shipped (mnist5k) or generated (synthetic stand-ins).
+DOWNLOADED_DATASETS: list[str] = [d for d in DATASETS if d in ("mnist", "fashion_mnist", "svhn",
+                                                                 "cifar10")]
 # The resolved config, written next to the fresh runs: provenance, and an input of every
 # artifact that a fresh clone lacks, so that `all` regenerates the committed artifacts
 # whatever the file times of the checkout (Snakemake skips missing intermediates of
@@ -138,6 +153,11 @@ def _size(wildcards) -> dict:
 def train_method(wildcards) -> str:
     """The real method name (with "*") of a training job's file-safe wildcard."""
     return method_from_safe(wildcards.method)
+
+
+def train_data(wildcards) -> list[str]:
+    """The `dataset` job's output a training job waits for (none for shipped / synthetic data)."""
+    return [f"{LOGS}/data/{wildcards.dataset}.json"] if wildcards.dataset in DOWNLOADED_DATASETS else []
 
 
 def train_size_args(wildcards) -> str:

@@ -1,6 +1,23 @@
 # Training: one job per (dataset, method, seed), `python -m pcdeq train` writing a run record.
 
 
+rule dataset:
+    """Make sure a dataset that is not shipped is on disk (torchvision downloads it when
+    online; Fashion-MNIST also from Debian's package) before any training job starts: offline
+    without it, the workflow stops here, naming what to install or put where."""
+    output:
+        f"{LOGS}/data/{{dataset}}.json",
+    log:
+        f"{LOGS}/data/{{dataset}}.log",
+    params:
+        data_root=config["data_root"],
+    wildcard_constraints:
+        dataset=one_of(DOWNLOADED_DATASETS) or "(?!)",
+    shell:
+        "{PY:q} -m pcdeq data --dataset {wildcards.dataset} --data-root {params.data_root:q}"
+        " > {output:q} 2> {log:q} || {{ cat {log:q} >&2; exit 1; }}"
+
+
 rule train:
     """Train one run. The core writes the record after every epoch, so it trains into
     RUN.json.part and the output appears only once the run has ended: an interrupted
@@ -8,6 +25,8 @@ rule train:
     resumes from RUN.json.part.ckpt. Exit status 3 means the run diverged: its record
     (status 'diverged', the finished epochs) becomes the output and the tables report it.
     The final weights (RUN.pt, pcdeq.load_trained) are written before the record."""
+    input:
+        data=train_data,
     output:
         record=f"{RUNS}/{{dataset}}/{{method}}/seed{{seed}}.json",
         weights=f"{RUNS}/{{dataset}}/{{method}}/seed{{seed}}.pt",

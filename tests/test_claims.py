@@ -1,0 +1,126 @@
+"""The claims checks (pcdeq.claims): they must tell a claim that holds from one that does not,
+and say "not testable here" with what is missing rather than fail or skip."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from pcdeq import build_model, claims
+from pcdeq.layers import DEQLinear, PcDEQLinear
+from pcdeq.report import Run
+
+
+def _problem(layer, x: torch.Tensor) -> claims.LayerProblem:
+    return claims.LayerProblem("layer 1", layer, x.double())
+
+
+def _pcdeq_layer(norm: float = 3.0) -> PcDEQLinear:
+    """A pcDEQ-1 tanh layer whose nonnegative W has spectral norm `norm` (no contraction)."""
+    layer = PcDEQLinear(16, variant=1, activation="tanh")
+    with torch.no_grad():
+        W = torch.rand(16, 16)
+        layer.weight.v.copy_(W)
+        layer.weight.g.copy_(torch.linalg.vector_norm(W, dim=1, keepdim=True))  # W itself
+        layer.weight.g.mul_(norm / torch.linalg.matrix_norm(layer.effective_weight(), 2))
+    return layer
+
+
+def test_uniqueness_and_rate_on_a_pcdeq_layer_with_norm_above_one():
+    layer = _pcdeq_layer(3.0)
+    assert float(torch.linalg.matrix_norm(layer.effective_weight(), 2)) == pytest.approx(3.0, rel=1e-5)
+    x = torch.nn.functional.softplus(torch.randn(8, 16), beta=5)  # pcDEQ-1 input: x > 0
+    p = _problem(layer, x)
+    u = claims.uniqueness(p, "pcDEQ-1-L-Tanh", n_starts=20)
+    assert u.converged == u.starts == 21
+    assert u.max_distance <= claims.THRESHOLDS["same_fixed_point"]
+    r = claims.convergence_rate(p, "pcDEQ-1-L-Tanh")
+    assert r.converged and 0 <= r.rate < 1 and r.worst_ratio < 1 and r.iters < 100
+
+
+def test_uniqueness_detects_several_fixed_points():
+    """z = tanh(3z) has the fixed points 0 and ±0.995: from z = 0 and from positive starts the
+    iteration ends at different limits, and the check says so."""
+    layer = DEQLinear(4, activation="tanh")
+    with torch.no_grad():
+        layer.weight.v.copy_(torch.eye(4))
+        layer.weight.g.fill_(3.0)
+    u = claims.uniqueness(_problem(layer, torch.zeros(2, 4)), "DEQ-L-Tanh", n_starts=5)
+    assert u.max_distance > 0.9
+
+
+def test_invariants_catch_a_negative_weight_and_a_bad_pairing():
+    model = build_model("mnist5k", "pcDEQ-1-L-Tanh")
+    x = torch.rand(4, 1, 28, 28)
+    inv = claims.invariants(model, claims.layer_problems(model, x))
+    assert inv.min_w >= 0 and inv.min_x > 0 and inv.pairing_ok and inv.concave_ok
+    with torch.no_grad():
+        model.deq_layers()[0].weight.v[0, 0] = -1.0
+    inv = claims.invariants(model, claims.layer_problems(model, x))
+    assert inv.min_w < 0
+    deq = build_model("mnist5k", "DEQ-L-Tanh")
+    inv = claims.invariants(deq, claims.layer_problems(deq, x))
+    assert not inv.pairing_ok and inv.variant is None
+
+
+def _run(method: str, seed: int, sigma=None, fwd=(5.0, 5.0), acc=90.0, n_params=70410) -> Run:
+    epochs = tuple({"epoch": i + 1, "test_acc": acc, "fwd_iters": f, "bwd_iters": f,
+                    "test_fwd_iters": f, "sigma_max": None if sigma is None else sigma[i]}
+                   for i, f in enumerate(fwd))
+    data = {"family": "mnist", "synthetic": False, "description": "test data", "n_train": 100,
+            "n_test": 10}
+    return Run(f"/x/{method}/seed{seed}.json", "mnist5k", method, seed, "complete", data,
+               {"epochs": len(epochs)}, n_params, epochs)
+
+
+def _source(runs) -> claims.Source:
+    return claims.Source("test", Path("/nowhere"), list(runs))
+
+
+def test_sigma_max_claim_is_computed_from_the_records():
+    def runs(relu6, others):
+        return ([_run("pcDEQ-1-L-ReLU6", 0, relu6)]
+                + [_run(m, 0, others) for m in ("pcDEQ-1-L-Tanh", "pcDEQ-1-L-Softsign",
+                                                 "pcDEQ-2-L-Sigmoid")])
+    assert claims.claim_sigma_max(_source(runs([0.5, 0.9], [1.2, 1.1]))).verdict == claims.HOLDS
+    c = claims.claim_sigma_max(_source(runs([0.5, 1.01], [1.2, 1.1])))  # ReLU6 above 1 once
+    assert c.verdict == claims.FAILS and "ReLU6: 50%" in c.evidence
+    c = claims.claim_sigma_max(_source(runs([0.5, 0.9], [0.9, 1.1])))  # half the epochs: not "most"
+    assert c.verdict == claims.FAILS
+    c = claims.claim_sigma_max(_source(runs([0.5, 0.9], [1.2, 1.1])[:2]))
+    assert c.verdict == claims.UNTESTABLE and "Sigmoid" in c.why and "Softsign" in c.why
+
+
+def test_iteration_claims_use_the_thresholds():
+    pc = [_run("pcDEQ-2-L-Sigmoid", 0, fwd=(4.0, 7.9)), _run("pcDEQ-1-L-Tanh", 0, fwd=(5.0, 6.0))]
+    assert claims.claim_sigmoid_iters(_source(pc)).verdict == claims.HOLDS
+    assert claims.claim_sigmoid_iters(
+        _source([_run("pcDEQ-2-L-Sigmoid", 0, fwd=(4.0, 8.0))])).verdict == claims.FAILS
+    c = claims.claim_iterations_flat(_source(pc))  # no baseline records: not testable
+    assert c.verdict == claims.UNTESTABLE and "DEQ / monDEQ" in c.why
+    grows = pc + [_run("DEQ-L-Tanh", 0, fwd=(10.0, 20.0)), _run("monDEQ-L", 0, fwd=(5.0, 7.0))]
+    assert claims.claim_iterations_flat(_source(grows)).verdict == claims.FAILS  # 7.9/4 > 1.25
+    flat = [_run("pcDEQ-2-L-Sigmoid", 0, fwd=(4.0, 4.5))] + grows[2:]
+    assert claims.claim_iterations_flat(_source(flat)).verdict == claims.HOLDS
+
+
+def test_accuracy_claim_needs_fewer_parameters_and_a_close_mean():
+    mon = [_run("monDEQ-L", s, acc=a, n_params=84313) for s, a in ((0, 93.0), (1, 94.0))]
+    good = [_run("pcDEQ-1-L-ReLU6", s, acc=a) for s, a in ((0, 93.2), (1, 93.4))]
+    bad = [_run("pcDEQ-1-L-ReLU6", s, acc=a) for s, a in ((0, 90.0), (1, 90.2))]
+    assert claims.claim_accuracy(_source(good + mon)).verdict == claims.HOLDS
+    assert claims.claim_accuracy(_source(bad + mon)).verdict == claims.FAILS
+    assert claims.claim_accuracy(_source(good)).verdict == claims.UNTESTABLE
+
+
+def test_missing_weights_give_not_testable_naming_what_is_missing(tmp_path):
+    ev = claims.model_evidence(claims.Source.load("fashion", tmp_path / "results" / "fashion"))
+    rows = claims.claims_from_models([ev])
+    assert [c.key for c in rows] == ["C1", "C2", "C7"]
+    assert all(c.verdict == claims.UNTESTABLE and "no pcDEQ weights" in c.why for c in rows)
+    table = claims.claims_table(rows + claims.NOT_HERE, [ev.source])
+    md = table.to_markdown()
+    assert "not testable here" in md and math.isfinite(len(md))

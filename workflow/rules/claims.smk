@@ -1,0 +1,51 @@
+# The claims table (notebooks/claims.ipynb): every claim of the paper with its measured
+# evidence and a computed verdict. Its evidence is this profile's fresh runs (records, and the
+# weights of the `reference_weights` methods) and the committed reference results of the
+# other profiles (results/quick, results/fashion), each labelled with its profile and data.
+
+CLAIMS_FILES: list[str] = [f"{TABLES}/claims.md", f"{TABLES}/claims.tex"]
+CLAIMS_PROFILES: tuple[str, ...] = ("quick", "fashion")  # the profiles with committed evidence
+
+
+def claims_params() -> str:
+    """Papermill parameters of notebooks/claims.ipynb (JSON for `-y`)."""
+    sources = [{"profile": PROFILE, "dir": RUNS, "weights": weights(RUNS)}]
+    sources += [{"profile": p, "dir": f"{REFERENCE_ROOT}/{p}"}
+                for p in CLAIMS_PROFILES if p != PROFILE]
+    return json.dumps({"sources": sources, "data_root": config["data_root"], "out_dir": TABLES},
+                      sort_keys=True)
+
+
+rule claims_table:
+    """tables/claims.{md,tex} from the profile's fresh runs beside the other profiles'
+    committed results."""
+    input:
+        notebook="notebooks/claims.ipynb",
+        records=records(RUNS),
+        weights=weights(RUNS),
+        profile=PROFILE_RECORD,
+        code=REPORT_CODE + ["pcdeq/claims.py"],
+    output:
+        md=CLAIMS_FILES[0],
+        tex=CLAIMS_FILES[1],
+    log:
+        notebook=f"{LOGS}/notebooks/claims.ipynb",
+        stderr=f"{LOGS}/notebooks/claims.log",
+    params:
+        nb=claims_params(),
+    resources:
+        gpu=0,
+        mem_mb=4000,
+        runtime=10,
+    shell:
+        "{PY:q} -m papermill --kernel python3 --cwd . --no-progress-bar"
+        " notebooks/claims.ipynb {log.notebook:q} -y {params.nb:q} 2> {log.stderr:q}"
+
+
+rule claims:
+    """`snakemake --cores 1 claims`: the claims table (trains what it reads)."""
+    input:
+        CLAIMS_FILES,
+        records(RUNS),
+        PROFILE_RECORD,
+    localrule: True
