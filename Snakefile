@@ -12,6 +12,9 @@
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/common.smk"
 include: "workflow/rules/theory.smk"
 include: "workflow/rules/claims.smk"

@@ -272,6 +272,8 @@ def model_evidence(source: Source, *, data_root: str = "data", images_l: int = 6
         m = model.spec.method
         if m.family == "monDEQ":  # its own splitting solver, not g(z) = σ(Wz + x)
             continue
+        if dataset_info(model.spec.dataset).synthetic:  # a stand-in is no evidence
+            continue
         ds = model.spec.dataset
         n = images_l if m.arch == "L" else images_conv
         try:
@@ -305,7 +307,7 @@ def claims_from_models(evs: Sequence[ModelEvidence]) -> list[Claim]:
     """C1 (uniqueness), C2 (geometric convergence), C7 (invariants), one row per source."""
     out = []
     c1 = ("The fixed point exists, is unique and is reached from any nonnegative start",
-          "Thm. 4.x / Prop. 4.6")
+          "Prop. 4.6 (with Lemma 4.2)")
     c2 = ("Plain fixed-point iteration converges geometrically", "Prop. 4.6, Sec. 5")
     c7 = ("W ≥ 0, x > 0 (pcDEQ-1) / x ≥ 0 (pcDEQ-2), activation pairing of Lemma 4.2",
           "Def. 4.3, Lemma 4.2")
@@ -512,7 +514,7 @@ def claims_table(claims: Sequence[Claim], sources: Sequence[Source]) -> Table:
     header = ["#", "Claim", "Paper", "Test", "Measured (profile, data)", "Verdict"]
     rows = [[c.key, c.claim, c.where, c.test, c.evidence,
              f"**{c.verdict}**" + (f": {c.why}" if c.why else "")] for c in claims]
-    srcs = ", ".join(f"{s.profile} ({s.root}/, {len(s.runs)} complete runs)" for s in sources)
+    srcs = ", ".join(f"{s.profile} ({s.root}/, {len(s.runs)} complete real-data runs)" for s in sources)
     notes = ["Every verdict is computed in notebooks/claims.ipynb from the measured value and "
              "the threshold in the Test column (pcdeq.claims.THRESHOLDS); none is typed.",
              "C1, C2, C7 run on the trained models whose weights are committed beside the "

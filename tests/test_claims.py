@@ -31,7 +31,7 @@ def _pcdeq_layer(norm: float = 3.0) -> PcDEQLinear:
 
 def test_uniqueness_and_rate_on_a_pcdeq_layer_with_norm_above_one():
     layer = _pcdeq_layer(3.0)
-    assert float(torch.linalg.matrix_norm(layer.effective_weight(), 2)) == pytest.approx(3.0, rel=1e-5)
+    assert float(torch.linalg.matrix_norm(layer.effective_weight().detach(), 2)) == pytest.approx(3.0, rel=1e-5)
     x = torch.nn.functional.softplus(torch.randn(8, 16), beta=5)  # pcDEQ-1 input: x > 0
     p = _problem(layer, x)
     u = claims.uniqueness(p, "pcDEQ-1-L-Tanh", n_starts=20)

@@ -96,6 +96,13 @@ DOWNLOADED_DATASETS: list[str] = [d for d in DATASETS if d in ("mnist", "fashion
 # whatever the file times of the checkout (Snakemake skips missing intermediates of
 # outputs it deems up to date).
 PROFILE_RECORD: str = f"{RUNS}/profile.json"
+
+# `snakemake --report` reads what `all` made; without finished runs there is nothing to show.
+if any(a == "--report" or a.startswith("--report=") for a in sys.argv) and not Path(
+        PROFILE_RECORD).exists():
+    raise WorkflowError(
+        f"no finished runs of the {config['profile']} profile in {RUNS}/: run "
+        f"`snakemake --cores 1 all` (with the same --configfile) first, then --report.")
 # File-safe method names of every family (pcdeq.hparams, the one place that names them),
 # as the training rules' wildcard constraint: "*" is spelled "-aug" in paths.
 METHOD_WILDCARD: str = method_pattern()[1:-1].replace(r"\*?", f"({AUG_SUFFIX})?")
@@ -126,8 +133,9 @@ def seeds_of(exp: dict, method: str) -> int:
 def weights(root: str) -> list[str]:
     """Seed-0 weight files of the profile's `reference_weights` methods under `root`."""
     want = set(config.get("reference_weights", []))
+    # Models trained on synthetic stand-ins are no evidence for the claims: not committed.
     return [str(record_path(root, d, m, s).with_suffix(".pt")) for d, m, s in jobs()
-            if m in want and s == 0]
+            if m in want and s == 0 and not dataset_info(d).synthetic]
 
 
 def records(root: str, artifact: str | None = None) -> list[str]:
@@ -147,6 +155,36 @@ def _experiment(dataset: str, safe: str) -> tuple[str, dict]:
 def _size(wildcards) -> dict:
     family, exp = _experiment(wildcards.dataset, wildcards.method)
     return exp["sizes"][arch_key(method_from_safe(wildcards.method))]
+
+
+# ----------------------------------------------------------------- the HTML report
+REPORT_CAPTION: str = "../report/artifact.rst"  # relative to the rule files (workflow/rules/)
+# Categories of `snakemake --report`: the paper's sections (by artifact name prefix).
+REPORT_SECTIONS: dict[str, str] = {
+    **{k: "1. Experiments (Sec. 6: Tables 1-3, Figures 2-4, 8-10)"
+       for k in ("table1", "table2", "table3", "fig2", "fig3", "fig4", "fig8", "fig9", "fig10")},
+    **{k: "2. Data and hyperparameters (App. C: Tables 4-7)"
+       for k in ("table4", "table5", "table6", "table7")},
+    **{k: "3. Beyond the paper: the other stable DEQs (Table 8, Figures 11-12)"
+       for k in ("table8", "fig11", "fig12")},
+    **{k: "4. Theory on synthetic problems (Figures 13-14, Table 9)"
+       for k in ("fig13", "fig14", "table9")},
+    "claims": "5. The paper's claims, checked",
+}
+
+
+def report_category(wildcards) -> str:
+    return REPORT_SECTIONS[wildcards.name.split("_")[0]]
+
+
+def report_labels(wildcards, input) -> dict[str, str]:
+    """Labels of an artifact in the report (evaluated only by --report, from its records)."""
+    from pcdeq.report import ARTIFACTS, caption, load_runs
+    from pcdeq.report.records import artifact_title
+
+    runs = load_runs(list(input.records)) if list(input.records) else []
+    return {"artifact": artifact_title(wildcards.name, runs),
+            "provenance": caption(PROFILE, runs) if runs else config["description"]}
 
 
 # --------------------------------------------------------- functions used by the rules

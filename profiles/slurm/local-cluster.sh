@@ -9,6 +9,7 @@ D=${SLURM_DIR:-/tmp/pcdeq-slurm}
 cmd=${1:-up}
 if [ "$cmd" = down ]; then
   for pid in "$D/slurmd.pid" "$D/slurmctld.pid"; do [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null || true; done
+  [ "$(readlink /etc/slurm/slurm.conf 2>/dev/null)" = "$D/slurm.conf" ] && rm -f /etc/slurm/slurm.conf
   exit 0
 fi
 for exe in munged slurmctld slurmd sbatch; do
@@ -47,6 +48,11 @@ if ! munge -n >/dev/null 2>&1; then
   [ -s /etc/munge/munge.key ] || mungekey --create 2>/dev/null || create-munge-key
   chown -R munge:munge /etc/munge /run/munge /var/lib/munge /var/log/munge 2>/dev/null || true
   su -s /bin/sh munge -c munged || munged --force
+fi
+# Jobs run `srun` inside their allocation, which reads the default config path, not
+# $SLURM_CONF: put ours there (a slurm.conf of a real installation is left alone).
+if [ ! -e /etc/slurm/slurm.conf ] || grep -q "^ClusterName=pcdeq-local" /etc/slurm/slurm.conf; then
+  mkdir -p /etc/slurm && ln -sf "$D/slurm.conf" /etc/slurm/slurm.conf
 fi
 export SLURM_CONF="$D/slurm.conf"
 pgrep -x slurmctld >/dev/null || slurmctld -f "$SLURM_CONF"

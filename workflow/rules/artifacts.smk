@@ -12,7 +12,8 @@ rule table:
         profile=PROFILE_RECORD,
         code=REPORT_CODE,
     output:
-        md=f"{TABLES}/{{name}}.md",
+        md=report(f"{TABLES}/{{name}}.md", caption=REPORT_CAPTION, category=report_category,
+                  labels=report_labels),
         tex=f"{TABLES}/{{name}}.tex",
     log:
         notebook=f"{LOGS}/notebooks/{{name}}.ipynb",
@@ -40,7 +41,8 @@ rule figure:
         code=REPORT_CODE,
     output:
         pdf=f"{FIGURES}/{{name}}.pdf",
-        png=f"{FIGURES}/{{name}}.png",
+        png=report(f"{FIGURES}/{{name}}.png", caption=REPORT_CAPTION,
+                   category=report_category, labels=report_labels),
     log:
         notebook=f"{LOGS}/notebooks/{{name}}.ipynb",
         stderr=f"{LOGS}/notebooks/{{name}}.log",

@@ -26,7 +26,10 @@ rule claims_table:
         profile=PROFILE_RECORD,
         code=REPORT_CODE + ["pcdeq/claims.py"],
     output:
-        md=CLAIMS_FILES[0],
+        md=report(CLAIMS_FILES[0], caption=REPORT_CAPTION, category=REPORT_SECTIONS["claims"],
+                  labels={"artifact": "The paper's claims, checked",
+                          "provenance": "this profile's runs beside the committed results of "
+                                        "the other profiles (named in the table)"}),
         tex=CLAIMS_FILES[1],
     log:
         notebook=f"{LOGS}/notebooks/claims.ipynb",

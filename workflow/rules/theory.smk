@@ -38,8 +38,14 @@ rule theory_geometry:
         profile=PROFILE_RECORD,
     output:
         pdf=f"{FIGURES}/{THEORY_GEOMETRY_FIGURE}.pdf",
-        png=f"{FIGURES}/{THEORY_GEOMETRY_FIGURE}.png",
-        md=f"{TABLES}/{THEORY_GEOMETRY_TABLE}.md",
+        png=report(f"{FIGURES}/{THEORY_GEOMETRY_FIGURE}.png", caption=REPORT_CAPTION,
+                   category=REPORT_SECTIONS["fig13"],
+                   labels={"artifact": "Figure 13: fixed-point geometry (synthetic maps)",
+                           "provenance": "synthetic: random W >= 0 and x, no training runs"}),
+        md=report(f"{TABLES}/{THEORY_GEOMETRY_TABLE}.md", caption=REPORT_CAPTION,
+                  category=REPORT_SECTIONS["table9"],
+                  labels={"artifact": "Table 9: convergence of the fixed-point iteration",
+                          "provenance": "synthetic: random W >= 0 and x, no training runs"}),
         tex=f"{TABLES}/{THEORY_GEOMETRY_TABLE}.tex",
     log:
         notebook=f"{LOGS}/notebooks/{THEORY_GEOMETRY_FIGURE}.ipynb",
@@ -66,7 +72,10 @@ rule theory_dynamics:
         profile=PROFILE_RECORD,
     output:
         pdf=f"{FIGURES}/{THEORY_DYNAMICS_FIGURE}.pdf",
-        png=f"{FIGURES}/{THEORY_DYNAMICS_FIGURE}.png",
+        png=report(f"{FIGURES}/{THEORY_DYNAMICS_FIGURE}.png", caption=REPORT_CAPTION,
+                   category=REPORT_SECTIONS["fig14"],
+                   labels={"artifact": "Figure 14: gradient descent on linear DEQs",
+                           "provenance": "synthetic: Gaussian data, no training runs"}),
     log:
         notebook=f"{LOGS}/notebooks/{THEORY_DYNAMICS_FIGURE}.ipynb",
         stderr=f"{LOGS}/notebooks/{THEORY_DYNAMICS_FIGURE}.log",
