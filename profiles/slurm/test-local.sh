@@ -21,7 +21,21 @@ echo "=== same records, same artifacts"
 "$py" -m pcdeq compare "$work/local/runs/smoke" "$work/slurm/runs/smoke" --exact
 n=0
 for f in $(cd "$work/local" && ls tables/smoke/*.md tables/smoke/*.tex figures/smoke/*.pdf figures/smoke/*.png); do
-  cmp "$work/local/$f" "$work/slurm/$f"; n=$((n + 1))
+  case "$f" in
+    */table8_stable_deqs.*)  # its "s / epoch" column is a measured time: equal but for it
+      "$py" - "$work/local/$f" "$work/slurm/$f" <<'PY'
+import sys
+a, b = (open(p).read().splitlines() for p in sys.argv[1:])
+sep = "|" if sys.argv[1].endswith(".md") else "&"
+col = next(i for i, h in enumerate(next(l for l in a if "epoch" in l and sep in l).split(sep))
+           if "s / epoch" in h)
+strip = lambda ls: [sep.join(c for i, c in enumerate(l.split(sep)) if i != col) for l in ls]
+sys.exit(strip(a) != strip(b))
+PY
+      ;;
+    *) cmp "$work/local/$f" "$work/slurm/$f" ;;
+  esac
+  n=$((n + 1))
 done
 jobs=$(squeue --states=all --noheader --format=%T | grep -c COMPLETED || true)
-echo "OK: $n artifacts identical; SLURM ran $jobs jobs to COMPLETED"
+echo "OK: $n artifacts identical (Table 8 but for its timing column); SLURM ran $jobs jobs to COMPLETED"
