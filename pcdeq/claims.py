@@ -248,14 +248,23 @@ class ModelEvidence:
     missing: list[str] = field(default_factory=list)  # why some weights could not be used
 
 
-def _test_images(dataset: str, method: str, data_root: str, n: int,
-                 cache: dict) -> Tensor:
+def _test_images(dataset: str, method: str, data_root: str, n: int, cache: dict,
+                 root: Path) -> Tensor:
+    """The first ``n`` test images, preprocessed for ``method``. They are read from
+    ``<root>/claims_inputs/<dataset>.pt`` (64 uint8 images, committed beside the weights, so
+    the checks run where the data set is not installed), written there from the data set
+    when that file is missing."""
     if dataset not in cache:
-        cache[dataset] = load_dataset(dataset, data_root, test_limit=max(n, 64)).test
-    split = cache[dataset]
+        stored = root / "claims_inputs" / f"{dataset}.pt"
+        if stored.exists():
+            cache[dataset] = torch.load(stored, weights_only=True)
+        else:
+            cache[dataset] = load_dataset(dataset, data_root, test_limit=64).test.images.clone()
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(cache[dataset], stored)
     from .hparams import hyperparameters
     pre = Preprocess(dataset_info(dataset).family, "cpu", hyperparameters(dataset, method).input_norm)
-    return pre(split.images[:n])
+    return pre(cache[dataset][:n])
 
 
 def model_evidence(source: Source, *, data_root: str = "data", images_l: int = 64,
@@ -277,7 +286,7 @@ def model_evidence(source: Source, *, data_root: str = "data", images_l: int = 6
         ds = model.spec.dataset
         n = images_l if m.arch == "L" else images_conv
         try:
-            x = _test_images(ds, m.name, data_root, n, cache)
+            x = _test_images(ds, m.name, data_root, n, cache, source.root)
         except DatasetMissing as e:
             ev.missing.append(f"{m.name}: {e}")
             continue
