@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from .data import DatasetMissing, Preprocess, load_dataset
-from .hparams import dataset_info, parse_method
+from .hparams import dataset_info, hyperparameters, parse_method
 from .layers import ACTIVATION_FNS, DEQLayer
 from .models import DEQClassifier
 from .report.records import Run, caption, load_runs
@@ -262,7 +262,6 @@ def _test_images(dataset: str, method: str, data_root: str, n: int, cache: dict,
             cache[dataset] = load_dataset(dataset, data_root, test_limit=64).test.images.clone()
             stored.parent.mkdir(parents=True, exist_ok=True)
             torch.save(cache[dataset], stored)
-    from .hparams import hyperparameters
     pre = Preprocess(dataset_info(dataset).family, "cpu", hyperparameters(dataset, method).input_norm)
     return pre(cache[dataset][:n])
 

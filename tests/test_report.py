@@ -9,13 +9,11 @@ import base64
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
 
-from test_workflow import ROOT, fresh_clone
+from test_workflow import SNAKEMAKE, fresh_clone
 
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 SMOKE = ["--configfile", "config/smoke.yaml"]
 
 

@@ -7,6 +7,7 @@ report is exercised on records written by a real, tiny `python -m pcdeq train` r
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import statistics
@@ -393,7 +394,7 @@ def _path_without_sbatch(tmp_path: Path, fake_sbatch: bool) -> str:
 def test_slurm_profile_dry_run_and_missing_sbatch(tmp_path, have_sbatch):
     """profiles/slurm: every job of the paper profile maps to sbatch resources; where sbatch
     is missing the workflow stops before submitting anything, saying so."""
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("SLURM_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     env["PATH"] = _path_without_sbatch(tmp_path, have_sbatch)
     res = subprocess.run([*SNAKEMAKE, "-n", "--nolock", "all", "--profile", "profiles/slurm",
                           "--configfile", "config/paper.yaml"], cwd=ROOT, env=env,

@@ -179,7 +179,7 @@ def report_category(wildcards) -> str:
 
 def report_labels(wildcards, input) -> dict[str, str]:
     """Labels of an artifact in the report (evaluated only by --report, from its records)."""
-    from pcdeq.report import ARTIFACTS, caption, load_runs
+    from pcdeq.report import caption, load_runs
     from pcdeq.report.records import artifact_title
 
     runs = load_runs(list(input.records)) if list(input.records) else []
