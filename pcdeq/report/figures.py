@@ -123,9 +123,8 @@ def make_figure(name: str, runs: Sequence[Run], profile: str):
         fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False, fontsize=8)
     fig.suptitle(f"{artifact_title(name, runs)}\n{_wrap(caption(profile, runs), 40 * ncols)}",
                  fontsize=8)
-    bottom = 0.05
-    if by_family:  # room for a legend of several rows
-        bottom = (0.3 + 0.2 * -(-len(labels) // ncol)) / fig.get_figheight()
+    # Room below the axes for the x label and every row of the legend.
+    bottom = (0.3 + 0.2 * -(-len(labels) // ncol)) / fig.get_figheight() if handles else 0.05
     fig.tight_layout(rect=(0, bottom, 1, 1))
     return fig
 
