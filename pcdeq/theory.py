@@ -1838,6 +1838,13 @@ def run_summary(r: GDRun) -> str:
         parts.append(f"diverged at step {r.diverged_at} (loss above 1e6 x its initial value, "
                      "or I - W singular): stopped")
         return "; ".join(parts)
+    if not r.inside and reach is None:
+        # Beyond the stable step size, neither converging nor diverging: the iterates wander
+        # chaotically and their digits depend on rounding, which differs between CPUs
+        # (oneDNN/MKL kernels), so only what does not is printed.
+        parts.append(f"loss not reduced 1e12-fold and no divergence in {len(r.loss) - 1} steps "
+                     "(bounded, not converging; its values depend on rounding and are not printed)")
+        return "; ".join(parts)
     if fit is not None and not fit.exact:
         parts.append(f"loss rate {fit.rate:.4g}/step")
     parts.append(f"loss/1e12 at step {reach}" if reach is not None else

@@ -105,6 +105,12 @@ def test_iteration_claims_use_the_thresholds():
     assert claims.claim_iterations_flat(_source(grows)).verdict == claims.FAILS  # 7.9/4 > 1.25
     flat = [_run("pcDEQ-2-L-Sigmoid", 0, fwd=(4.0, 4.5))] + grows[2:]
     assert claims.claim_iterations_flat(_source(flat)).verdict == claims.HOLDS
+    # a one-epoch run has last = first: left out (named), not counted as flat
+    c = claims.claim_iterations_flat(_source(grows + [_run("pcDEQ-1-SC-Tanh", 0, fwd=(9.0,))]))
+    assert c.verdict == claims.FAILS and "left out, one epoch: pcDEQ-1-SC-Tanh" in c.evidence
+    assert "pcDEQ-1 SC" not in c.evidence
+    c = claims.claim_iterations_flat(_source([_run("pcDEQ-1-SC-Tanh", 0, fwd=(9.0,))] + grows[2:]))
+    assert c.verdict == claims.UNTESTABLE and "two or more epochs" in c.why
 
 
 def test_accuracy_claim_needs_fewer_parameters_and_a_close_mean():

@@ -199,6 +199,61 @@ def test_fashion_profile_dry_run(dry_runs):
     assert "fig4_sigma_max.pdf" in out and "table2_svhn" not in out and "fig9_svhn" not in out
 
 
+def profile_config(name: str) -> dict:
+    """config/config.yaml with a profile deep-merged over it, as Snakemake merges
+    --configfile (mappings merge; lists and null replace)."""
+    def merge(base: dict, over: dict) -> dict:
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        return out
+    cfg = load_config("config.yaml")
+    return cfg if name == "config.yaml" else merge(cfg, load_config(name))
+
+
+@pytest.mark.parametrize("profile,config_file,dry", [("quick", "config.yaml", "clone_all"),
+                                                     ("fashion", "fashion.yaml", "fashion")])
+def test_committed_reference_is_the_whole_profile_at_its_protocol(dry_runs, profile,
+                                                                   config_file, dry):
+    """results/<profile>/ holds one finished record for every training job of the profile and
+    nothing else, each trained as the profile says: the paper's (or the baseline's own)
+    hyperparameters with only the profile's epoch / image limits changed (the fashion L models:
+    none, the paper's protocol on the full 60,000 / 10,000 images), every epoch recorded, and
+    the weights of its reference_weights models beside the records."""
+    from pcdeq.hparams import dataset_info, hyperparameters
+    from pcdeq.report import arch_key, load_run
+
+    res = dry_runs[dry]
+    assert res.returncode == 0, res.stderr[-3000:]
+    jobs = set(re.findall(rf"output: runs/{profile}/(\S+)\.json,", res.stdout + res.stderr))
+    ref = ROOT / "results" / profile
+    committed = {p.relative_to(ref).with_suffix("").as_posix() for p in ref.glob("*/*/seed*.json")}
+    assert committed == jobs, (f"missing: {sorted(jobs - committed)}; "
+                               f"not in the profile: {sorted(committed - jobs)}")
+    cfg = profile_config(config_file)
+    sizes = {exp["dataset"]: exp["sizes"] for exp in cfg["experiments"].values() if exp}
+    for path in sorted(ref.glob("*/*/seed*.json")):
+        run = load_run(path)
+        assert run.status == "complete", path
+        size = sizes[run.dataset][arch_key(run.method)]
+        want = hyperparameters(run.dataset, run.method).to_dict()
+        if size["epochs"] is not None:
+            want["epochs"] = size["epochs"]
+        assert run.hparams == want, path
+        assert len(run.epochs) == want["epochs"], path
+        rec = json.loads(path.read_text())
+        assert rec["limits"] == {"train_limit": size["train_limit"],
+                                 "test_limit": size["test_limit"]}, path
+        if profile == "fashion":  # the real data set, whole unless the profile limits it
+            assert run.data["n_train"] == (size["train_limit"] or 60000) and not run.data["synthetic"]
+            assert run.data["n_test"] == (size["test_limit"] or 10000), path
+    for method in cfg.get("reference_weights", []):
+        for exp in cfg["experiments"].values():
+            if exp and method in exp["methods"] and not dataset_info(exp["dataset"]).synthetic:
+                weights = report.record_path(ref, exp["dataset"], method, 0).with_suffix(".pt")
+                assert weights.is_file(), weights
+
+
 def test_one_artifact_runs_only_the_training_jobs_it_needs(dry_runs):
     """Figure 4 reads the MNIST L models only: 4 methods x 2 seeds in the quick profile."""
     res = dry_runs["fig4"]
@@ -407,3 +462,17 @@ def test_slurm_profile_dry_run_and_missing_sbatch(tmp_path, have_sbatch):
         assert res.returncode != 0
         assert "sbatch, which is not on PATH" in out and "Nothing was submitted" in out
         assert "Job stats" not in out
+
+
+def test_readme_shows_the_committed_artifacts_verbatim():
+    """Every table the README shows inline is a verbatim copy of the committed artifact (between
+    `<!-- artifact: PATH -->` and `<!-- /artifact -->`), and every image it shows exists: the
+    README never drifts from the results."""
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"<!-- artifact: (\S+) -->\n(.*?)\n<!-- /artifact -->", text, re.S)
+    assert {p for p, _ in blocks} >= {"tables/table1_mnist.md", "tables/fashion/table1_mnist.md"}
+    for path, block in blocks:
+        assert block.strip() == (ROOT / path).read_text().strip(), (
+            f"README.md's copy of {path} is outdated: run `python .ci/sync_readme.py`")
+    for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+        assert (ROOT / image).is_file(), image
