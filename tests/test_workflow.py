@@ -200,15 +200,14 @@ def test_fashion_profile_dry_run(dry_runs):
 
 
 def profile_config(name: str) -> dict:
-    """config/config.yaml with a profile deep-merged over it, as Snakemake merges
-    --configfile (mappings merge; lists and null replace)."""
-    def merge(base: dict, over: dict) -> dict:
-        out = dict(base)
-        for k, v in over.items():
-            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-        return out
+    """config/config.yaml with a profile merged over it by Snakemake's own function, as
+    --configfile merges it (mappings merge; lists and null replace)."""
+    from snakemake.utils import update_config
+
     cfg = load_config("config.yaml")
-    return cfg if name == "config.yaml" else merge(cfg, load_config(name))
+    if name != "config.yaml":
+        update_config(cfg, load_config(name))
+    return cfg
 
 
 @pytest.mark.parametrize("profile,config_file,dry", [("quick", "config.yaml", "clone_all"),
