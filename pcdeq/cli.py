@@ -45,12 +45,13 @@ def _add_train(sub) -> None:
 
 
 def _add_bench(sub) -> None:
-    p = sub.add_parser("bench", help="time training/evaluation steps of an L and an SC model")
+    p = sub.add_parser("bench", help="time training steps of L and SC models against their convolution floor")
     p.add_argument("--steps", type=_positive_int, default=8, help="timed steps per model")
     p.add_argument("--threads", type=_positive_int)
     p.add_argument("--device", default="auto")
     p.add_argument("--data-root", default="data")
     p.add_argument("--no-epoch", action="store_true", help="skip the full-epoch timing")
+    p.add_argument("--only", help="time only the models whose name contains this text, e.g. SC")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "bench":
             from .bench import run_bench
             run_bench(steps=args.steps, threads=args.threads, device=args.device,
-                      data_root=args.data_root, epoch=not args.no_epoch)
+                      data_root=args.data_root, epoch=not args.no_epoch, only=args.only)
             return 0
         from .train import NonFiniteLoss, RunConfig, train
         cfg = RunConfig(dataset=args.dataset, method=args.method, seed=args.seed, out=args.out,

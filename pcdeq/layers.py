@@ -15,6 +15,7 @@ holds by construction.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -22,15 +23,87 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .hparams import ConfigError, check_variant
-from .solver import SolverStats, implicit_fixed_point
+from .solver import Attach, SolverStats, implicit_fixed_point
 
-ACTIVATION_FNS: dict[str, Callable[[Tensor], Tensor]] = {
-    "relu": F.relu,
-    "relu6": F.relu6,
-    "tanh": torch.tanh,
-    "softsign": F.softsign,
-    "sigmoid": torch.sigmoid,
+# ------------------------------------------------------------------ activations
+# y -> y * sigma'(u), built from the pre-activation u and the output s = sigma(u) of the step
+# that attaches z* to the graph; applied once per adjoint iteration.
+ActivationVJP = Callable[[Tensor], Tensor]
+
+
+def _softsign_(u: Tensor) -> Tensor:
+    return u.div_(u.abs().add_(1))  # F.softsign's ops, in place
+
+
+def _softsign_vjp(u: Tensor, s: Tensor) -> ActivationVJP:
+    d = (u.abs() + 1).pow_(-2)  # softsign'(u) = 1 / (1 + |u|)^2, once per backward pass
+    return lambda y: y * d
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation of the DEQ layers, in the three forms the layer needs.
+
+    Attributes:
+        fn: sigma, out of place (used with grad).
+        fn_: sigma in place on a buffer the caller owns (the forward solve, without grad):
+            the same kernel as ``fn``, so the same bits, without a fresh buffer per iteration.
+        vjp: (u, s) -> (y -> y * sigma'(u)). Except for softsign these are the kernels autograd
+            runs for ``fn`` (same bits as a vector-Jacobian product by autograd).
+    """
+
+    fn: Callable[[Tensor], Tensor]
+    fn_: Callable[[Tensor], Tensor]
+    vjp: Callable[[Tensor, Tensor], ActivationVJP]
+
+
+ACTIVATIONS_: dict[str, Activation] = {
+    "relu": Activation(F.relu, torch.relu_,
+                       lambda u, s: lambda y: torch.ops.aten.threshold_backward(y, s, 0)),
+    "relu6": Activation(F.relu6, lambda u: F.relu6(u, inplace=True),
+                        lambda u, s: lambda y: torch.ops.aten.hardtanh_backward(y, u, 0.0, 6.0)),
+    "tanh": Activation(torch.tanh, torch.tanh_,
+                       lambda u, s: lambda y: torch.ops.aten.tanh_backward(y, s)),
+    "softsign": Activation(F.softsign, _softsign_, _softsign_vjp),
+    "sigmoid": Activation(torch.sigmoid, torch.sigmoid_,
+                          lambda u, s: lambda y: torch.ops.aten.sigmoid_backward(y, s)),
 }
+ACTIVATION_FNS: dict[str, Callable[[Tensor], Tensor]] = {k: a.fn for k, a in ACTIVATIONS_.items()}
+
+
+# ------------------------------------------------------------------ operators
+@dataclass(frozen=True)
+class Operator:
+    """How W acts on z, and its transpose (the adjoint iteration's J^T = W^T diag(sigma'))."""
+
+    apply: Callable[[Tensor, Tensor], Tensor]  # (W, z) -> W z
+    transpose: Callable[[Tensor, Tensor, Tensor], Tensor]  # (W, y, z) -> W^T y; z: any point
+
+    def __call__(self, W: Tensor, z: Tensor) -> Tensor:
+        return self.apply(W, z)
+
+
+def _linear(W: Tensor, z: Tensor) -> Tensor:
+    return F.linear(z, W)
+
+
+def _linear_t(W: Tensor, y: Tensor, z: Tensor) -> Tensor:
+    return y.mm(W)  # what autograd computes for F.linear's input gradient
+
+
+def _conv3x3(W: Tensor, z: Tensor) -> Tensor:
+    return F.conv2d(z, W, padding=1)
+
+
+def _conv3x3_t(W: Tensor, y: Tensor, z: Tensor) -> Tensor:
+    # The kernel autograd runs for the input gradient of _conv3x3 (same bits, same layout).
+    return torch.ops.aten.convolution_backward(y, z, W, None, [1, 1], [1, 1], [1, 1], False,
+                                               [0, 0], 1, [True, False, False])[0]
+
+
+LINEAR = Operator(_linear, _linear_t)
+CONV3X3 = Operator(_conv3x3, _conv3x3_t)
+
 
 SOFTPLUS_BETA = 5.0  # the authors' code
 
@@ -245,7 +318,8 @@ class DEQLayer(SolveStats, nn.Module):
 
     Args:
         weight: a module whose call returns W and that may define ``project_()``.
-        op: how W acts on z (``F.linear`` or a 3x3 same-padding convolution).
+        op: how W acts on z and its transpose (:data:`LINEAR` or :data:`CONV3X3`, a 3x3
+            same-padding convolution).
         activation: key of :data:`ACTIVATION_FNS`.
         input_map: maps the preceding pre-activation u to the layer input x.
         solver, tol, max_iter: the fixed-point solver and its stopping rule.
@@ -256,17 +330,18 @@ class DEQLayer(SolveStats, nn.Module):
     after each backward pass ``last_bwd_stats`` holds the adjoint solve's.
     """
 
-    def __init__(self, weight: nn.Module, op: Callable[[Tensor, Tensor], Tensor], activation: str,
+    def __init__(self, weight: nn.Module, op: Operator, activation: str,
                  input_map: Callable[[Tensor], Tensor] | None = None, *,
                  solver: str = "fixed_point", tol: float = 1e-4, max_iter: int = 200,
                  regularizer: nn.Module | None = None) -> None:
         super().__init__()
-        if activation.lower() not in ACTIVATION_FNS:
-            raise ValueError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATION_FNS)}")
+        if activation.lower() not in ACTIVATIONS_:
+            raise ValueError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS_)}")
         self.weight = weight
         self.op = op
         self.activation = activation.lower()
-        self.sigma = ACTIVATION_FNS[self.activation]
+        self.act = ACTIVATIONS_[self.activation]
+        self.sigma = self.act.fn
         self.input_map = input_map if input_map is not None else _identity
         self.solver, self.tol, self.max_iter = solver, tol, max_iter
         self.regularizer = regularizer
@@ -287,21 +362,46 @@ class DEQLayer(SolveStats, nn.Module):
         """The layer input x = input_map(u)."""
         return self.input_map(u)
 
+    def maps(self, x: Tensor, W: Tensor) -> tuple[Callable[[Tensor], Tensor], Attach]:
+        """The layer's fixed-point map g(z) = sigma(op(W, z) + x), in the two forms the solver
+        needs.
+
+        Returns:
+            ``g`` for the solve without grad (in place on its own buffers: one fresh tensor
+            per iteration, the operator's output), and its :data:`~pcdeq.solver.Attach`: one
+            step with grad at z*, and y -> J_g(z*)^T y = op^T(W, sigma'(u*) * y) applied
+            directly, the Jacobian taken at z* itself.
+        """
+        op, act = self.op, self.act
+
+        def g(z: Tensor) -> Tensor:
+            return act.fn_(op(W, z).add_(x))
+
+        def attach(z: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+            u = op(W, z).add_(x)  # in place on the operator's fresh output (autograd allows it)
+            s = act.fn(u)
+            d_act = act.vjp(u.detach(), s.detach())
+            W_, z_ = W.detach(), z.detach()
+            return s, lambda y: op.transpose(W_, d_act(y), z_)
+
+        return g, attach
+
     def forward(self, u: Tensor) -> Tensor:
         x = self.input_map(u)
         W = self.weight()
-        op, sigma = self.op, self.sigma
-
-        def g(z: Tensor) -> Tensor:
-            return sigma(op(W, z) + x)
-
+        g, attach = self.maps(x, W)
         self._bwd_stats = []
+        # From z0 = 0 the first iterate is sigma(op(W, 0) + x) = sigma(x) exactly: no operator
+        # call (the fixed-point solver counts it as the first evaluation).
+        f_z0 = self.act.fn(x) if self.solver == "fixed_point" else None
+        z0 = torch.zeros_like(x) if f_z0 is None else x.new_zeros(()).expand_as(x)  # no buffer needed
         z, self.last_fwd_stats = implicit_fixed_point(
-            g, torch.zeros_like(x), solver=self.solver, tol=self.tol, max_iter=self.max_iter,
-            backward_stats=self._bwd_stats)
+            g, z0, solver=self.solver, tol=self.tol, max_iter=self.max_iter,
+            backward_stats=self._bwd_stats, f_z0=f_z0, attach=attach)
         self.aux_loss = None
         if self.regularizer is not None and self.training and torch.is_grad_enabled():
-            self.aux_loss, self.last_jac_fro2 = self.regularizer(g, z)
+            op, sigma = self.op, self.sigma
+            self.aux_loss, self.last_jac_fro2 = self.regularizer(lambda v: sigma(op(W, v) + x), z)
         return z
 
     def extra_repr(self) -> str:
@@ -310,14 +410,6 @@ class DEQLayer(SolveStats, nn.Module):
 
 def _identity(u: Tensor) -> Tensor:
     return u
-
-
-def _linear(W: Tensor, z: Tensor) -> Tensor:
-    return F.linear(z, W)
-
-
-def _conv3x3(W: Tensor, z: Tensor) -> Tensor:
-    return F.conv2d(z, W, padding=1)
 
 
 class PcDEQ(DEQLayer):
@@ -331,7 +423,7 @@ class PcDEQ(DEQLayer):
         **solver_kw: ``solver``, ``tol``, ``max_iter``.
     """
 
-    def __init__(self, shape: tuple[int, ...], op: Callable[[Tensor, Tensor], Tensor],
+    def __init__(self, shape: tuple[int, ...], op: Operator,
                  variant: int, activation: str, **solver_kw) -> None:
         check_variant(variant, activation)
         super().__init__(NonnegativeWeightNorm(shape), op, activation, INPUT_MAPS[variant], **solver_kw)
@@ -342,14 +434,14 @@ class PcDEQLinear(PcDEQ):
     """pcDEQ layer on vectors: z* = sigma(W z* + x), W in R^{n x n}_+.  (B, n) -> (B, n)."""
 
     def __init__(self, features: int, variant: int = 1, activation: str = "relu6", **solver_kw) -> None:
-        super().__init__((features, features), _linear, variant, activation, **solver_kw)
+        super().__init__((features, features), LINEAR, variant, activation, **solver_kw)
 
 
 class PcDEQConv2d(PcDEQ):
     """pcDEQ layer on feature maps, W a nonnegative 3x3 convolution.  (B, C, H, W) -> same."""
 
     def __init__(self, channels: int, variant: int = 1, activation: str = "relu6", **solver_kw) -> None:
-        super().__init__((channels, channels, 3, 3), _conv3x3, variant, activation, **solver_kw)
+        super().__init__((channels, channels, 3, 3), CONV3X3, variant, activation, **solver_kw)
 
 
 class DEQLinear(DEQLayer):
@@ -361,14 +453,14 @@ class DEQLinear(DEQLayer):
     """
 
     def __init__(self, features: int, activation: str = "tanh", **kw) -> None:
-        super().__init__(WeightNorm((features, features)), _linear, activation, **kw)
+        super().__init__(WeightNorm((features, features)), LINEAR, activation, **kw)
 
 
 class DEQConv2d(DEQLayer):
     """Standard DEQ layer on feature maps, W a free 3x3 convolution. (B, C, H, W) -> same."""
 
     def __init__(self, channels: int, activation: str = "tanh", **kw) -> None:
-        super().__init__(WeightNorm((channels, channels, 3, 3)), _conv3x3, activation, **kw)
+        super().__init__(WeightNorm((channels, channels, 3, 3)), CONV3X3, activation, **kw)
 
 
 class LipDEQLinear(DEQLayer):
@@ -377,7 +469,7 @@ class LipDEQLinear(DEQLayer):
 
     def __init__(self, features: int, activation: str = "tanh", bound: float = 0.9, **kw) -> None:
         super().__init__(LipschitzWeight((features, features), None, bound),
-                         _linear, activation, **kw)
+                         LINEAR, activation, **kw)
 
 
 class LipDEQConv2d(DEQLayer):
@@ -392,4 +484,4 @@ class LipDEQConv2d(DEQLayer):
     def __init__(self, channels: int, size: tuple[int, int], activation: str = "relu",
                  bound: float = 0.9, **kw) -> None:
         super().__init__(LipschitzWeight((channels, channels, 3, 3), tuple(size), bound),
-                         _conv3x3, activation, **kw)
+                         CONV3X3, activation, **kw)

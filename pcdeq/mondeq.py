@@ -574,9 +574,9 @@ class MonDEQ(SolveStats, nn.Module):
             x: the injection U input + b, (batch, n) or (batch, C, H, W).
 
         Returns:
-            z*, the same shape as x. With grad enabled it is relu_border(W z* + x) computed
-            once more with grad and wrapped so that its backward solves the adjoint system;
-            without grad it is the last PR iterate.
+            z*, the same shape as x: relu_border(W z_k + x) of the last PR iterate z_k, as
+            the reference implementation returns it; with grad enabled wrapped so that its
+            backward solves the adjoint system.
         """
         self._check(x)
         alpha = float(self.alpha)  # one sync per call, not per iteration
@@ -591,10 +591,12 @@ class MonDEQ(SolveStats, nn.Module):
         with torch.no_grad():
             z, self.last_fwd_stats = peaceman_rachford(x, ops.inverse, alpha, nonlin,
                                                        tol=self.tol, max_iter=self.max_iter)
-        if not torch.is_grad_enabled():
-            return z
-        # One application with grad attaches z* to A, B, g, h and x.
+        # One more application of the map, as the reference returns (splitting.py applies
+        # relu(W z + U x + b) after the loop, in evaluation too); with grad it attaches z* to
+        # A, B, g, h and x.
         z_hat = nonlin(ops.multiply(z) + x)
+        if not torch.is_grad_enabled():
+            return z_hat
         plan = _BackwardPlan(ops.inverse_transpose, ops.multiply_transpose, alpha, self.tol,
                              self.max_iter, self._bwd_stats)
         return _ImplicitBackward.apply(z_hat, plan)

@@ -152,6 +152,37 @@ def sigma_max(model: DEQClassifier) -> float | None:
     return None
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _onednn_version() -> str | None:
+    import re
+    m = re.search(r"(?:MKL-DNN|oneDNN) v([\w.]+)", torch.__config__.show())
+    return m.group(1) if m else None
+
+
+def environment(device: torch.device) -> dict:
+    """Where a run ran: what decides its last digits (kernels chosen by CPU capability,
+    threads, library versions), so that a difference between two records can be traced."""
+    cuda = device.type == "cuda"
+    return {
+        "cpu": _cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "onednn": _onednn_version(),
+        "cuda": torch.version.cuda if cuda else None,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "gpu": torch.cuda.get_device_name(device) if cuda else None,
+        "python": platform.python_version(), "platform": platform.platform(),
+    }
+
+
 class _IterStats:
     """Accumulates per-batch iteration counts: per layer, then unweighted mean over batches."""
 
@@ -236,6 +267,7 @@ class Trainer:
             "torch": torch.__version__, "python": platform.python_version(),
             "device": str(self.device) if self.device.type == "cpu" else torch.cuda.get_device_name(self.device),
             "threads": torch.get_num_threads(),
+            "environment": environment(self.device),
             "limits": {"train_limit": c.train_limit, "test_limit": c.test_limit},
             "epochs": [],
         }
@@ -283,6 +315,10 @@ class Trainer:
         if state["cuda_rng"] is not None:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.record = state["record"]
+        env = environment(self.device)
+        if self.record.get("environment") not in (None, env):
+            self.record.setdefault("resumed", []).append(
+                {"at_epoch": len(self.record["epochs"]) + 1, "environment": env})
         return True
 
     # ----------------------------------------------------------------- epochs
@@ -293,6 +329,30 @@ class Trainer:
             return it
         from tqdm import tqdm
         return tqdm(it, total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, *, epoch: int = 0,
+                   batch: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on a preprocessed batch (what training and the benchmark run).
+
+        Returns:
+            The logits and the loss (auxiliary terms included) of the batch.
+
+        Raises:
+            NonFiniteLoss: the loss is NaN or infinite (nothing was updated).
+        """
+        model = self.model
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        aux = model.aux_loss()
+        if aux is not None:
+            loss = loss + aux
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at epoch {epoch}, batch {batch}")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        model.project_()
+        return logits, loss
 
     def train_epoch(self, epoch: int) -> dict:
         model, layers = self.model, self.model.deq_layers()
@@ -311,18 +371,8 @@ class Trainer:
                 # before the step, so its trial solves never enter the statistics.
                 for layer in tunable:
                     layer.tune_alpha_(lambda: _no_grad_forward(model, x))
-            logits = model(x)
-            loss = F.cross_entropy(logits, yb)
-            aux = model.aux_loss()
+            logits, loss = self.train_step(x, yb, epoch=epoch, batch=b + 1)
             jac += [l.last_jac_fro2 for l in layers if getattr(l, "regularizer", None) is not None]
-            if aux is not None:
-                loss = loss + aux
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at epoch {epoch}, batch {b + 1}")
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-            model.project_()
             stats.add(layers, backward=True)
             loss_sum += loss.detach() * len(yb)
             correct += (logits.argmax(1) == yb).sum()
@@ -345,15 +395,27 @@ class Trainer:
         stats = _IterStats(len(layers))
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
+        # The invariants pcDEQ's theory needs (W >= 0, layer input x > 0 or >= 0), on the first
+        # test batch every epoch: min over the DEQ layers of min W and of min x.
+        mins: list[float] = []
+        hooks = [l.register_forward_pre_hook(lambda m, a: mins.append(float(m.inputs(a[0]).min())))
+                 for l in layers]
         # The stopping rule's norm spans the whole batch: evaluate with the training batch size.
-        for xb, yb in batches(self.test_split, self.hp.batch_size):
+        for b, (xb, yb) in enumerate(batches(self.test_split, self.hp.batch_size)):
             logits = model(self.pre(xb))
+            if b == 0:
+                for h in hooks:
+                    h.remove()
             loss_sum += F.cross_entropy(logits, yb, reduction="sum")
             correct += (logits.argmax(1) == yb).sum()
             stats.add(layers, backward=False)
         n = len(self.test_split)
         fwd, fwd_l = stats._summary(stats.fwd)
-        return {"test_loss": loss_sum.item() / n, "test_acc": 100.0 * correct.item() / n,
+        weights = [l.effective_weight() for l in layers]
+        min_w = (min(float(W.min()) for W in weights)
+                 if all(isinstance(W, torch.Tensor) for W in weights) else None)  # monDEQ-SC: an operator
+        return {"min_weight": min_w, "min_input": min(mins) if mins else None,
+                "test_loss": loss_sum.item() / n, "test_acc": 100.0 * correct.item() / n,
                 "test_fwd_iters": fwd, "test_fwd_iters_per_layer": fwd_l,
                 "test_max_iter_hits": stats.max_iter_hits}
 
@@ -383,7 +445,7 @@ class Trainer:
                      "max_iter_hits": hits, "seconds": t1 - t0, "eval_seconds": t2 - t1}
             order = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "fwd_iters",
                      "bwd_iters", "test_fwd_iters", "fwd_iters_per_layer", "bwd_iters_per_layer",
-                     "test_fwd_iters_per_layer", "sigma_max", "jac_fro2", "alpha", "max_iter_hits",
+                     "test_fwd_iters_per_layer", "sigma_max", "min_weight", "min_input", "jac_fro2", "alpha", "max_iter_hits",
                      "seconds", "eval_seconds"]
             self.record["epochs"].append({k: entry[k] for k in order if k in entry})
             if hits:

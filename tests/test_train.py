@@ -16,7 +16,7 @@ from conftest import DATA, REPO
 TIMING = ("seconds", "eval_seconds")
 EPOCH_KEYS = {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "fwd_iters", "bwd_iters",
               "test_fwd_iters", "fwd_iters_per_layer", "bwd_iters_per_layer", "test_fwd_iters_per_layer",
-              "sigma_max", "max_iter_hits", "seconds", "eval_seconds"}
+              "sigma_max", "min_weight", "min_input", "max_iter_hits", "seconds", "eval_seconds"}
 
 
 def _cfg(tmp_path, **kw):
@@ -48,6 +48,11 @@ def test_cli_end_to_end_writes_valid_record(tmp_path):
         assert len(e["fwd_iters_per_layer"]) == len(e["test_fwd_iters_per_layer"]) == 3
         assert e["fwd_iters"] == pytest.approx(sum(e["fwd_iters_per_layer"]) / 3)
         assert e["sigma_max"] is None and e["max_iter_hits"] == 0
+        # pcDEQ-2's invariants, recorded every epoch: W >= 0 (projection), x = relu(u) >= 0.
+        assert e["min_weight"] >= 0.0 and e["min_input"] >= 0.0
+    env = rec["environment"]
+    assert env["threads"] == rec["threads"] and env["torch"] == torch.__version__
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and env["gpu"] is None
     assert not checkpoint_path(out).exists()
 
 

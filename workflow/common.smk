@@ -57,6 +57,11 @@ def check_config(cfg: dict) -> None:
                     f"config key {where}.sizes: no entry {arch_key(method)!r} for "
                     f"{where}.methods[{i}] = {method!r}")
             trained.add(method)
+        for method in exp.get("method_seeds", {}):
+            if method not in exp["methods"]:
+                raise WorkflowError(
+                    f"config key {where}.method_seeds: {method!r} is not one of {where}.methods; "
+                    f"add it there or remove its entry")
     for i, method in enumerate(cfg.get("reference_weights", [])):
         if method not in trained:
             raise WorkflowError(
@@ -126,8 +131,10 @@ def jobs(artifact: str | None = None) -> list[tuple[str, str, int]]:
 
 
 def seeds_of(exp: dict, method: str) -> int:
-    """Runs per method: the architecture's `seeds` if its size entry sets one."""
-    return exp["sizes"][arch_key(method)].get("seeds") or exp["seeds"]
+    """Runs per method: its `method_seeds` entry, else the architecture's `seeds` if its size
+    entry sets one, else the experiment's."""
+    return (exp.get("method_seeds", {}).get(method) or exp["sizes"][arch_key(method)].get("seeds")
+            or exp["seeds"])
 
 
 def weights(root: str) -> list[str]:

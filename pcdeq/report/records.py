@@ -20,7 +20,7 @@ class RecordError(ValueError):
 
 _EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "fwd_iters",
                "bwd_iters", "test_fwd_iters")
-_EPOCH_NULLABLE = ("sigma_max", "jac_fro2")
+_EPOCH_NULLABLE = ("sigma_max", "jac_fro2", "min_weight", "min_input")
 
 
 def _is_number(x: Any) -> bool:
