@@ -39,6 +39,18 @@ rule runs:
         records(RUNS),
 
 
+rule l_runs:
+    """Only the training runs of the L models (e.g. the fashion profile's 40 L runs, ~3 core-hours)."""
+    input:
+        records(RUNS, archs=("L",)),
+
+
+rule conv_runs:
+    """Only the training runs of the conv models (SC, MC, MC*; the fashion profile's long part)."""
+    input:
+        records(RUNS, archs=("SC", "MC", "MC*")),
+
+
 rule reference:
     """Copy the profile's fresh runs to results/<profile>/, the committed reference records
     that the notebooks read by default, with the weights of the `reference_weights` methods
@@ -51,6 +63,8 @@ rule reference:
 localrules:
     all,
     runs,
+    l_runs,
+    conv_runs,
     reference,
     reference_record,
     profile_record,

@@ -1,4 +1,4 @@
-"""Command line: ``python -m pcdeq {train,bench,list,compare}``."""
+"""Command line: ``python -m pcdeq {train,bench,list,data,compare,gpu-check}``."""
 
 from __future__ import annotations
 
@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["compare"]:  # its own parser: python -m pcdeq compare --help
         from .compare import main as compare_main
         return compare_main(argv[1:])
+    if argv[:1] == ["gpu-check"]:  # its own parser: python -m pcdeq gpu-check --help
+        from .gpu_check import main as gpu_check_main
+        return gpu_check_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m pcdeq", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     _add_train(sub)
@@ -70,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", default="data")
     sub.add_parser("compare", help="compare fresh run records with the reference records "
                                    "(reproducibility check; python -m pcdeq compare --help)")
+    sub.add_parser("gpu-check", help="train one method per family and architecture on the GPU for "
+                                     "a few epochs and compare with the committed CPU records "
+                                     "(python -m pcdeq gpu-check --help)")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "list":

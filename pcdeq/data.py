@@ -279,8 +279,8 @@ class Preprocess:
     def augment(x: Tensor, g: torch.Generator, pad: int = 4) -> Tensor:
         n, _, h, w = x.shape
         # Random draws on the CPU generator keep runs identical across devices and resumes.
-        off = torch.randint(0, 2 * pad + 1, (2, n), generator=g).to(x.device)
-        flip = (torch.rand(n, generator=g) < 0.5).to(x.device)
+        off = torch.randint(0, 2 * pad + 1, (2, n), generator=g, device="cpu").to(x.device)
+        flip = (torch.rand(n, generator=g, device="cpu") < 0.5).to(x.device)
         xp = F.pad(x, (pad, pad, pad, pad))  # zero padding in pixel space, as torchvision
         rows = (off[0][:, None] + torch.arange(h, device=x.device))[:, :, None]
         cols = (off[1][:, None] + torch.arange(w, device=x.device))[:, None, :]
@@ -305,7 +305,8 @@ def batches(split: Split, batch_size: int, *, shuffle_generator: torch.Generator
         for i in range(0, n, batch_size):
             yield split.images[i:i + batch_size], split.labels[i:i + batch_size]
         return
-    perm = torch.randperm(n, generator=shuffle_generator).to(split.labels.device)
+    # On the CPU generator (whatever the default device), then to the data's device.
+    perm = torch.randperm(n, generator=shuffle_generator, device="cpu").to(split.labels.device)
     for i in range(0, n, batch_size):
         idx = perm[i:i + batch_size]
         yield split.images[idx], split.labels[idx]

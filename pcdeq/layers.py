@@ -281,7 +281,9 @@ class JacobianRegularizer(nn.Module):
 
     def forward(self, f: Callable[[Tensor], Tensor], z: Tensor) -> tuple[Tensor | None, float]:
         """Returns (the loss term or None on an unregularized step, the estimate)."""
-        apply = bool(torch.rand(()) < self.prob)
+        # The draw is on the CPU generator whatever the device or default device (a CUDA
+        # run draws the same sequence as a CPU run; the checkpoint saves that generator).
+        apply = bool(torch.rand((), device="cpu") < self.prob)
         est = self.estimate(f, z, create_graph=apply)
         return (self.weight * est if apply else None), float(est.detach())
 

@@ -43,7 +43,7 @@ def test_report_renders_in_chromium(tmp_path):
                          cwd=clone, capture_output=True, text=True, timeout=600)
     assert rep.returncode == 0, rep.stderr[-3000:]
     html = (clone / "report.html").read_text()
-    assert "1. Experiments (Sec. 6" in html and "2. Data and hyperparameters" in html
+    assert "1. Experiments (Sec. 5" in html and "2. Data and hyperparameters" in html
     assert "smoke profile" in html  # the provenance label, computed from the records
     fig = (clone / "figures/smoke/fig4_sigma_max.png").read_bytes()
     assert base64.b64encode(fig).decode()[:2000] in html  # the figure itself is embedded

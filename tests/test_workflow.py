@@ -187,13 +187,16 @@ def test_fashion_profile_dry_run(dry_runs):
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout + res.stderr
     counts = job_counts(out)
-    assert counts["train"] == 8 * 5 + 4 + 4 == 48
+    # L: 8 methods x 5 seeds; conv: 8 pcDEQ x 2 seeds, 5 baselines x 1 (method_seeds)
+    assert counts["train"] == 8 * 5 + 8 * 2 + 5 == 61
     assert counts["dataset"] == 1 and counts["claims_table"] == 1
     assert counts["table"] == 4 and counts["figure"] == 6 and "theory_geometry" not in counts
     for m in ("pcDEQ-1-L-Tanh", "monDEQ-L", "DEQ-JR-L-Tanh", "LipDEQ-L-Tanh"):
         assert f"runs/fashion/fashion_mnist/{m}/seed4.json" in out
-    assert "runs/fashion/fashion_mnist/pcDEQ-1-SC-Tanh/seed0.json" in out
-    assert "runs/fashion/fashion_mnist/pcDEQ-1-SC-Tanh/seed1.json" not in out
+    assert "runs/fashion/fashion_mnist/pcDEQ-1-SC-Tanh/seed1.json" in out
+    assert "runs/fashion/fashion_mnist/pcDEQ-1-SC-Tanh/seed2.json" not in out
+    assert "runs/fashion/fashion_mnist/DEQ-SC-Tanh/seed0.json" in out
+    assert "runs/fashion/fashion_mnist/DEQ-SC-Tanh/seed1.json" not in out
     for name in ("table1_mnist.md", "table8_stable_deqs.md", "claims.md"):
         assert f"tables/fashion/{name}" in out
     assert "fig4_sigma_max.pdf" in out and "table2_svhn" not in out and "fig9_svhn" not in out
@@ -218,7 +221,10 @@ def test_committed_reference_is_the_whole_profile_at_its_protocol(dry_runs, prof
     nothing else, each trained as the profile says: the paper's (or the baseline's own)
     hyperparameters with only the profile's epoch / image limits changed (the fashion L models:
     none, the paper's protocol on the full 60,000 / 10,000 images), every epoch recorded, and
-    the weights of its reference_weights models beside the records."""
+    the weights of its reference_weights models beside the records. The fashion profile's
+    long conv runs (issue 18) land over several sessions: until then a conv job may be
+    missing, and if it has started, its unfinished record and checkpoint are committed in
+    results/fashion/in_progress/ (workflow/scripts/stash_runs.sh) at the profile's protocol."""
     from pcdeq.hparams import dataset_info, hyperparameters
     from pcdeq.report import arch_key, load_run
 
@@ -227,10 +233,28 @@ def test_committed_reference_is_the_whole_profile_at_its_protocol(dry_runs, prof
     jobs = set(re.findall(rf"output: runs/{profile}/(\S+)\.json,", res.stdout + res.stderr))
     ref = ROOT / "results" / profile
     committed = {p.relative_to(ref).with_suffix("").as_posix() for p in ref.glob("*/*/seed*.json")}
-    assert committed == jobs, (f"missing: {sorted(jobs - committed)}; "
-                               f"not in the profile: {sorted(committed - jobs)}")
+    assert committed <= jobs, f"not in the profile: {sorted(committed - jobs)}"
+    missing = jobs - committed
+    if profile == "quick":
+        assert not missing, f"missing: {sorted(missing)}"
+    else:
+        assert all(arch_key(j.split("/")[1]) != "L" for j in missing), sorted(missing)
     cfg = profile_config(config_file)
     sizes = {exp["dataset"]: exp["sizes"] for exp in cfg["experiments"].values() if exp}
+    for job in sorted(missing):
+        part = ref / "in_progress" / f"{job}.json.part"
+        if part.exists():  # started: a resumable state at the profile's protocol
+            assert Path(f"{part}.ckpt").is_file(), part
+            rec = json.loads(part.read_text())
+            dataset, method = job.split("/")[:2]
+            size = sizes[dataset][arch_key(method)]
+            want = hyperparameters(dataset, method).to_dict()
+            if size["epochs"] is not None:
+                want["epochs"] = size["epochs"]
+            assert rec["status"] == "running" and rec["hparams"] == want, part
+            assert 1 <= len(rec["epochs"]) < want["epochs"], part
+            assert rec["limits"] == {"train_limit": size["train_limit"],
+                                     "test_limit": size["test_limit"]}, part
     for path in sorted(ref.glob("*/*/seed*.json")):
         run = load_run(path)
         assert run.status == "complete", path
@@ -249,8 +273,9 @@ def test_committed_reference_is_the_whole_profile_at_its_protocol(dry_runs, prof
     for method in cfg.get("reference_weights", []):
         for exp in cfg["experiments"].values():
             if exp and method in exp["methods"] and not dataset_info(exp["dataset"]).synthetic:
-                weights = report.record_path(ref, exp["dataset"], method, 0).with_suffix(".pt")
-                assert weights.is_file(), weights
+                rec = report.record_path(ref, exp["dataset"], method, 0)
+                if rec.exists():
+                    assert rec.with_suffix(".pt").is_file(), rec.with_suffix(".pt")
 
 
 def test_one_artifact_runs_only_the_training_jobs_it_needs(dry_runs):

@@ -145,9 +145,11 @@ def weights(root: str) -> list[str]:
             if m in want and s == 0 and not dataset_info(d).synthetic]
 
 
-def records(root: str, artifact: str | None = None) -> list[str]:
-    """Run-record paths under `root` of every job, or of those an artifact reads."""
-    return [str(record_path(root, d, m, s)) for d, m, s in jobs(artifact)]
+def records(root: str, artifact: str | None = None, archs: tuple[str, ...] | None = None) -> list[str]:
+    """Run-record paths under `root` of every job, or of those an artifact reads, or of the
+    jobs of some architectures ("L", "SC", "MC", "MC*")."""
+    return [str(record_path(root, d, m, s)) for d, m, s in jobs(artifact)
+            if archs is None or arch_key(m) in archs]
 
 
 def _experiment(dataset: str, safe: str) -> tuple[str, dict]:
@@ -168,7 +170,7 @@ def _size(wildcards) -> dict:
 REPORT_CAPTION: str = "../report/artifact.rst"  # relative to the rule files (workflow/rules/)
 # Categories of `snakemake --report`: the paper's sections (by artifact name prefix).
 REPORT_SECTIONS: dict[str, str] = {
-    **{k: "1. Experiments (Sec. 6: Tables 1-3, Figures 2-4, 8-10)"
+    **{k: "1. Experiments (Sec. 5: Tables 1-3, Figures 2-4; App. D: Figures 8-10)"
        for k in ("table1", "table2", "table3", "fig2", "fig3", "fig4", "fig8", "fig9", "fig10")},
     **{k: "2. Data and hyperparameters (App. C: Tables 4-7)"
        for k in ("table4", "table5", "table6", "table7")},
