@@ -31,8 +31,13 @@ from .solver import Attach, SolverStats, implicit_fixed_point
 ActivationVJP = Callable[[Tensor], Tensor]
 
 
-def _softsign_(u: Tensor) -> Tensor:
-    return u.div_(u.abs().add_(1))  # F.softsign's ops, in place
+def _softsign_(u: Tensor, scratch: Tensor | None = None) -> Tensor:
+    # F.softsign's ops, in place; the denominator in a buffer the caller keeps across iterations
+    return u.div_(torch.abs(u, out=scratch).add_(1) if scratch is not None else u.abs().add_(1))
+
+
+def _inplace(fn: Callable[[Tensor], Tensor]) -> Callable[..., Tensor]:
+    return lambda u, scratch=None: fn(u)
 
 
 def _softsign_vjp(u: Tensor, s: Tensor) -> ActivationVJP:
@@ -47,25 +52,26 @@ class Activation:
     Attributes:
         fn: sigma, out of place (used with grad).
         fn_: sigma in place on a buffer the caller owns (the forward solve, without grad):
-            the same kernel as ``fn``, so the same bits, without a fresh buffer per iteration.
+            the same kernels as ``fn``, so the same bits, without a fresh buffer per iteration;
+            ``fn_(u, scratch)`` may use ``scratch`` (u's shape) for an intermediate result.
         vjp: (u, s) -> (y -> y * sigma'(u)). Except for softsign these are the kernels autograd
             runs for ``fn`` (same bits as a vector-Jacobian product by autograd).
     """
 
     fn: Callable[[Tensor], Tensor]
-    fn_: Callable[[Tensor], Tensor]
+    fn_: Callable[..., Tensor]
     vjp: Callable[[Tensor, Tensor], ActivationVJP]
 
 
 ACTIVATIONS_: dict[str, Activation] = {
-    "relu": Activation(F.relu, torch.relu_,
+    "relu": Activation(F.relu, _inplace(torch.relu_),
                        lambda u, s: lambda y: torch.ops.aten.threshold_backward(y, s, 0)),
-    "relu6": Activation(F.relu6, lambda u: F.relu6(u, inplace=True),
+    "relu6": Activation(F.relu6, _inplace(lambda u: F.relu6(u, inplace=True)),
                         lambda u, s: lambda y: torch.ops.aten.hardtanh_backward(y, u, 0.0, 6.0)),
-    "tanh": Activation(torch.tanh, torch.tanh_,
+    "tanh": Activation(torch.tanh, _inplace(torch.tanh_),
                        lambda u, s: lambda y: torch.ops.aten.tanh_backward(y, s)),
     "softsign": Activation(F.softsign, _softsign_, _softsign_vjp),
-    "sigmoid": Activation(torch.sigmoid, torch.sigmoid_,
+    "sigmoid": Activation(torch.sigmoid, _inplace(torch.sigmoid_),
                           lambda u, s: lambda y: torch.ops.aten.sigmoid_backward(y, s)),
 }
 ACTIVATION_FNS: dict[str, Callable[[Tensor], Tensor]] = {k: a.fn for k, a in ACTIVATIONS_.items()}
@@ -375,9 +381,13 @@ class DEQLayer(SolveStats, nn.Module):
             directly, the Jacobian taken at z* itself.
         """
         op, act = self.op, self.act
+        scratch: list[Tensor] = []  # one intermediate buffer for the whole solve
 
         def g(z: Tensor) -> Tensor:
-            return act.fn_(op(W, z).add_(x))
+            u = op(W, z).add_(x)
+            if not scratch:
+                scratch.append(torch.empty_like(u))
+            return act.fn_(u, scratch[0])
 
         def attach(z: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
             u = op(W, z).add_(x)  # in place on the operator's fresh output (autograd allows it)
