@@ -99,37 +99,55 @@ def test_iteration_claims_use_the_thresholds():
     assert claims.claim_sigmoid_iters(_source(pc)).verdict == claims.HOLDS
     assert claims.claim_sigmoid_iters(
         _source([_run("pcDEQ-2-L-Sigmoid", 0, fwd=(4.0, 8.0))])).verdict == claims.FAILS
-    c = claims.claim_iterations_flat(_source(pc))  # no baseline records: not testable
+
+
+def _curve(method: str, seed: int, iters, decay: int = 30) -> Run:
+    r = _run(method, seed, fwd=tuple(iters))
+    r.hparams["lr_decay_epoch"] = decay
+    return r
+
+
+def _flat(n=40, level=7.0, seed=0, wiggle=0.0):
+    return [level + wiggle * ((seed + i) % 3 - 1) for i in range(n)]
+
+
+def _rising(n=40, start=10.0, end=30.0):
+    return [start + (end - start) * i / (n - 1) for i in range(n)]
+
+
+def test_iteration_growth_is_judged_per_window_and_seed():
+    """Windows 1→10, 10→30 (the decay), 30→40; per-seed ratios with an interval. A pcDEQ
+    method flat in every window and DEQ / monDEQ growing holds; growth of pcDEQ after the
+    decay alone fails (one last/first ratio would mix it with the rest); a flat baseline
+    fails the claim's contrast; no baseline: not testable."""
+    pc = [_curve("pcDEQ-2-L-Sigmoid", s, _flat(seed=s, wiggle=0.05)) for s in range(3)]
+    deq = [_curve("DEQ-L-Tanh", s, _rising()) for s in range(3)]
+    mon = [_curve("monDEQ-L", s, _rising(start=5.0, end=7.5)) for s in range(3)]
+    c = claims.claim_iterations_flat(_source(pc + deq + mon))
+    assert c.verdict == claims.HOLDS, c.evidence
+    assert "start 1→10" in c.evidence and "trend 10→30" in c.evidence and "after decay 30→40" in c.evidence
+    late = [_curve("pcDEQ-1-L-ReLU6", s, [7.0] * 30 + [7.0 + 0.5 * i for i in range(1, 11)])
+            for s in range(3)]
+    c = claims.claim_iterations_flat(_source(pc + late + deq + mon))
+    assert c.verdict == claims.FAILS and "pcDEQ-1-L-ReLU6" in c.evidence
+    assert "(grows: after decay)" in c.evidence.split("pcDEQ-1-L-ReLU6")[1].split(";")[0]
+    flat_mon = [_curve("monDEQ-L", s, _flat(level=7.0)) for s in range(3)]
+    c = claims.claim_iterations_flat(_source(pc + deq + flat_mon))
+    assert c.verdict == claims.FAILS and "(never grows)" in c.evidence
+    c = claims.claim_iterations_flat(_source(pc))
     assert c.verdict == claims.UNTESTABLE and "DEQ / monDEQ" in c.why
-    grows = pc + [_run("DEQ-L-Tanh", 0, fwd=(10.0, 20.0)), _run("monDEQ-L", 0, fwd=(5.0, 7.0))]
-    assert claims.claim_iterations_flat(_source(grows)).verdict == claims.FAILS  # 7.9/4 > 1.25
-    flat = [_run("pcDEQ-2-L-Sigmoid", 0, fwd=(4.0, 4.5))] + grows[2:]
-    assert claims.claim_iterations_flat(_source(flat)).verdict == claims.HOLDS
-    # a one-epoch run has last = first: left out (named), not counted as flat
-    c = claims.claim_iterations_flat(_source(grows + [_run("pcDEQ-1-SC-Tanh", 0, fwd=(9.0,))]))
-    assert c.verdict == claims.FAILS and "left out, one epoch: pcDEQ-1-SC-Tanh" in c.evidence
-    assert "pcDEQ-1 SC" not in c.evidence
-    c = claims.claim_iterations_flat(_source([_run("pcDEQ-1-SC-Tanh", 0, fwd=(9.0,))] + grows[2:]))
-    assert c.verdict == claims.UNTESTABLE and "two or more epochs" in c.why
+    # a one-epoch run has no trend: left out, named
+    c = claims.claim_iterations_flat(_source(pc + deq + mon + [_run("pcDEQ-1-SC-Tanh", 0, fwd=(9.0,))]))
+    assert "left out, one epoch: pcDEQ-1-SC-Tanh" in c.evidence
 
 
-def test_accuracy_claim_needs_fewer_parameters_and_a_close_mean():
-    mon = [_run("monDEQ-L", s, acc=a, n_params=84313) for s, a in ((0, 93.0), (1, 94.0))]
-    good = [_run("pcDEQ-1-L-ReLU6", s, acc=a) for s, a in ((0, 93.2), (1, 93.4))]
-    bad = [_run("pcDEQ-1-L-ReLU6", s, acc=a) for s, a in ((0, 90.0), (1, 90.2))]
-    assert claims.claim_accuracy(_source(good + mon)).verdict == claims.HOLDS
-    assert claims.claim_accuracy(_source(bad + mon)).verdict == claims.FAILS
-    assert claims.claim_accuracy(_source(good)).verdict == claims.UNTESTABLE
-
-
-def test_missing_weights_give_not_testable_naming_what_is_missing(tmp_path):
-    ev = claims.model_evidence(claims.Source.load("fashion", tmp_path / "results" / "fashion"))
-    rows = claims.claims_from_models([ev])
-    assert [c.key for c in rows] == ["C1", "C2", "C7"]
-    assert all(c.verdict == claims.UNTESTABLE and "no pcDEQ weights" in c.why for c in rows)
-    table = claims.claims_table(rows + claims.NOT_HERE, [ev.source])
-    md = table.to_markdown()
-    assert "not testable here" in md and math.isfinite(len(md))
+def test_growth_interval_is_over_seeds_of_the_log_ratio():
+    runs = [_curve("pcDEQ-1-L-Tanh", s, [10.0] * 9 + [10.0 * (1.2 + 0.1 * s)] + [12.0] * 30)
+            for s in range(3)]
+    start = next(x for x in claims.growth(runs) if x.window == "start")
+    assert start.ratios == pytest.approx((1.2, 1.3, 1.4))
+    assert start.mean == pytest.approx((1.2 * 1.3 * 1.4) ** (1 / 3))
+    assert start.lo < start.mean < start.hi
 
 
 def test_sigmoid_iters_is_the_max_over_seeds_epochs_and_counts():
@@ -146,3 +164,62 @@ def test_sigmoid_iters_is_the_max_over_seeds_epochs_and_counts():
     assert "max 8.20 (seed 0, epoch 1, bwd_iters)" in c.evidence
     c = claims.claim_sigmoid_iters(_source(runs[1:]))
     assert c.verdict == claims.HOLDS and "max 6.90 (seed 1, epoch 2, fwd_iters)" in c.evidence
+
+
+def test_accuracy_claim_needs_fewer_parameters_and_a_close_mean():
+    mon = [_run("monDEQ-L", s, acc=a, n_params=84313) for s, a in ((0, 93.0), (1, 93.1))]
+    good = [_run("pcDEQ-1-L-ReLU6", s, acc=a) for s, a in ((0, 94.0), (1, 94.1))]
+    bad = [_run("pcDEQ-1-L-ReLU6", s, acc=a) for s, a in ((0, 90.0), (1, 90.2))]
+    c = claims.claim_accuracy(_source(good + mon))
+    assert c.verdict == claims.HOLDS and "1 of 1 pcDEQ methods" in c.evidence
+    assert claims.claim_accuracy(_source(bad + mon)).verdict == claims.FAILS
+    assert claims.claim_accuracy(_source(good)).verdict == claims.UNTESTABLE
+
+
+def test_accuracy_claim_is_per_method_with_a_welch_interval():
+    """No best-of-four: one method below monDEQ fails the claim although another beats it; a
+    pcDEQ model with more parameters fails; an interval reaching below -margin fails (a noisy
+    tie is not a match); one seed of monDEQ is not testable, not a verdict."""
+    mon = [_run("monDEQ-L", s, acc=a, n_params=84313) for s, a in enumerate((93.0, 93.2, 93.1))]
+    best = [_run("pcDEQ-1-L-ReLU6", s, acc=a) for s, a in enumerate((94.0, 94.1, 94.2))]
+    worse = [_run("pcDEQ-1-L-Tanh", s, acc=a) for s, a in enumerate((92.0, 92.1, 92.2))]
+    c = claims.claim_accuracy(_source(best + worse + mon))
+    assert c.verdict == claims.FAILS and "1 of 2 pcDEQ methods" in c.evidence
+    d, lo, hi, dof = claims.welch_interval([94.0, 94.1, 94.2], [93.0, 93.2, 93.1])
+    assert d == pytest.approx(1.0) and lo < d < hi and dof == pytest.approx(4.0)
+    assert f"{lo:+.2f}" in c.evidence
+    big = [_run("pcDEQ-1-L-ReLU6", s, acc=a, n_params=90000) for s, a in enumerate((94.0, 94.1, 94.2))]
+    assert claims.claim_accuracy(_source(big + mon)).verdict == claims.FAILS
+    noisy = [_run("pcDEQ-1-L-ReLU6", s, acc=a) for s, a in enumerate((92.0, 94.5, 93.4))]
+    assert claims.claim_accuracy(_source(noisy + mon)).verdict == claims.FAILS  # lower end < -0.1
+    c = claims.claim_accuracy(_source(best + mon[:1]))
+    assert c.verdict == claims.UNTESTABLE and "two seeds on each side" in c.why
+
+
+def test_missing_weights_give_not_testable_naming_what_is_missing(tmp_path):
+    ev = claims.model_evidence(claims.Source.load("fashion", tmp_path / "results" / "fashion"))
+    rows = claims.claims_from_models([ev])
+    assert [c.key for c in rows] == ["C1", "C2", "C7"]
+    assert all(c.verdict == claims.UNTESTABLE and "no pcDEQ weights" in c.why for c in rows)
+    table = claims.claims_table(rows + claims.NOT_HERE, [ev.source])
+    md = table.to_markdown()
+    assert "not testable here" in md and math.isfinite(len(md))
+
+
+
+
+def test_sigma_max_claim_is_per_seed_and_per_activation():
+    """Each activation its own σ series; one tanh seed below 1 most of the time fails the claim
+    although the pooled fraction of (seed, epoch) would be above one half."""
+    series = {"pcDEQ-1-L-ReLU6": ([0.5, 0.6, 0.7, 0.8], [0.4, 0.5, 0.6, 0.9]),
+              "pcDEQ-1-L-Tanh": ([1.1, 1.2, 1.3, 1.4], [0.9, 0.9, 1.1, 1.2]),
+              "pcDEQ-1-L-Softsign": ([0.9, 1.1, 1.2, 1.3], [1.2, 1.3, 1.4, 1.5]),
+              "pcDEQ-2-L-Sigmoid": ([1.5, 1.6, 1.7, 1.8], [0.9, 1.6, 1.7, 1.8])}
+    runs = [_run(m, s, sig, fwd=(5.0,) * 4) for m, (a, b) in series.items() for s, sig in enumerate((a, b))]
+    c = claims.claim_sigma_max(_source(runs))
+    assert c.verdict == claims.FAILS  # tanh seed 1: 2 of 4 epochs, not "most"
+    assert "Tanh: 100%, 50% of epochs above 1 (n = 2 seeds; fails)" in c.evidence
+    assert "Softsign: 75%, 100%" in c.evidence and "Sigmoid: 100%, 75%" in c.evidence
+    series["pcDEQ-1-L-Tanh"] = ([1.1, 1.2, 1.3, 1.4], [0.9, 1.05, 1.1, 1.2])
+    runs = [_run(m, s, sig, fwd=(5.0,) * 4) for m, (a, b) in series.items() for s, sig in enumerate((a, b))]
+    assert claims.claim_sigma_max(_source(runs)).verdict == claims.HOLDS
