@@ -331,7 +331,8 @@ def claims_from_models(evs: Sequence[ModelEvidence]) -> list[Claim]:
     t2 = ("residual trace r_k of the iteration from z = 0 (float64): asymptotic rate q (fit "
           "r_k ≈ C q^k) and worst one-step ratio ρ = max r_{k+1}/r_k once r_k < 1% of its maximum; "
           f"holds if every layer converges with ρ < {THRESHOLDS['geometric_max_ratio']:g}")
-    t7 = "min W ≥ 0; min x > 0 (pcDEQ-1) or ≥ 0 (pcDEQ-2); σ nonnegative concave on [0, 10]"
+    t7 = ("min W ≥ 0; min x > 0 (pcDEQ-1) or ≥ 0 (pcDEQ-2); σ nonnegative concave on [0, 10]; "
+          "on the trained models and, from the records, at every epoch of training")
     for ev in evs:
         src = ev.source
         pc_u = [u for u in ev.uniqueness if parse_method(u.method).is_pcdeq]
@@ -389,8 +390,42 @@ def claims_from_models(evs: Sequence[ModelEvidence]) -> list[Claim]:
                    if any(i.variant == 2 for i in pc_i) else "—")
                 + f"; pairings: {', '.join(sorted({f'pcDEQ-{i.variant} {i.activation}' for i in pc_i}))}"
                 + (f"; violated by {', '.join(bad)}" if bad else ""))
-        out.append(Claim("C7", *c7, t7, f"{len(pc_i)} models: {text}. [{prov}]", verdict(not bad)))
+        during, bad_runs = training_invariants(src.runs)
+        text += "; " + during
+        out.append(Claim("C7", *c7, t7, f"{len(pc_i)} models: {text}. [{prov}]",
+                         verdict(not bad and not bad_runs)))
     return out
+
+
+def training_invariants(runs: Sequence[Run]) -> tuple[str, list[str]]:
+    """C7 over the whole of training: the per-epoch ``min_weight`` / ``min_input`` of every
+    pcDEQ record (first test batch), W >= 0 and x > 0 (pcDEQ-1) / x >= 0 (pcDEQ-2) at every
+    epoch.
+
+    Returns:
+        The evidence text, and the runs ("method seed S epoch E") that break an invariant.
+    """
+    pc = [r for r in runs if r.group == "pcDEQ"]
+    have = [r for r in pc if all(e.get("min_weight") is not None and e.get("min_input") is not None
+                                 for e in r.epochs)]
+    if not have:
+        return ("during training: not recorded (records made before per-epoch min W / min x were "
+                "recorded)"), []
+    bad = []
+    for r in have:
+        v = parse_method(r.method).variant
+        for e in r.epochs:
+            if e["min_weight"] < 0 or (e["min_input"] <= 0 if v == 1 else e["min_input"] < 0):
+                bad.append(f"{r.method} seed {r.seed} epoch {e['epoch']}")
+                break
+    w = min(e["min_weight"] for r in have for e in r.epochs)
+    x1 = [e["min_input"] for r in have if parse_method(r.method).variant == 1 for e in r.epochs]
+    x2 = [e["min_input"] for r in have if parse_method(r.method).variant == 2 for e in r.epochs]
+    text = (f"during training, every epoch of {len(have)} of {len(pc)} pcDEQ runs: min W = {w:.3g}"
+            + (f", min x (pcDEQ-1) = {min(x1):.3g}" if x1 else "")
+            + (f", min x (pcDEQ-2) = {min(x2):.3g}" if x2 else "")
+            + (f"; broken by {', '.join(bad)}" if bad else ""))
+    return text, bad
 
 
 # --------------------------------------------------------------------- run records

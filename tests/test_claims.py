@@ -223,3 +223,22 @@ def test_sigma_max_claim_is_per_seed_and_per_activation():
     series["pcDEQ-1-L-Tanh"] = ([1.1, 1.2, 1.3, 1.4], [0.9, 1.05, 1.1, 1.2])
     runs = [_run(m, s, sig, fwd=(5.0,) * 4) for m, (a, b) in series.items() for s, sig in enumerate((a, b))]
     assert claims.claim_sigma_max(_source(runs)).verdict == claims.HOLDS
+
+
+def test_invariants_during_training_from_the_records():
+    """Every epoch's min W / min x: a pcDEQ-1 epoch with min x = 0 (float32 underflow or a bug)
+    breaks x > 0 and is named; pcDEQ-2 allows x = 0; records without the fields say so."""
+    def run(method, seed, w, x):
+        r = _run(method, seed, fwd=(5.0,) * len(w))
+        for e, a, b in zip(r.epochs, w, x):
+            e.update(min_weight=a, min_input=b)
+        return r
+    good = [run("pcDEQ-1-L-Tanh", 0, [0.0, 0.0], [1e-3, 2e-5]), run("pcDEQ-2-L-Sigmoid", 0, [0.0, 0.0], [0.0, 0.0])]
+    text, bad = claims.training_invariants(good)
+    assert not bad and "every epoch of 2 of 2 pcDEQ runs" in text and "min x (pcDEQ-1) = 2e-05" in text
+    text, bad = claims.training_invariants(good + [run("pcDEQ-1-L-ReLU6", 1, [0.0, 0.0], [1e-4, 0.0])])
+    assert bad == ["pcDEQ-1-L-ReLU6 seed 1 epoch 2"] and "broken by pcDEQ-1-L-ReLU6 seed 1 epoch 2" in text
+    text, bad = claims.training_invariants(good + [run("pcDEQ-2-L-Sigmoid", 1, [0.0, -1e-3], [0.0, 0.0])])
+    assert bad == ["pcDEQ-2-L-Sigmoid seed 1 epoch 2"]
+    text, bad = claims.training_invariants([_run("pcDEQ-1-L-Tanh", 0)])
+    assert not bad and "not recorded" in text

@@ -1,7 +1,8 @@
 # Reproducibility check: the profile's fresh run records against the committed reference
 # records (results/<profile>), by pcdeq/compare.py. `snakemake --cores 1 check` trains what is
-# missing, then compares; the report is logs/<profile>/check.md. The default tolerances are the
-# reference's own seed-to-seed spread (another machine); for a rerun on the same CPU machine,
+# missing, then compares; the report is logs/<profile>/check.md. The default tolerances are
+# prediction bounds for a new draw from the reference's seed distribution (another machine; see
+# pcdeq/compare.py); for a rerun on the same CPU machine,
 # where every record must be bit-identical: python -m pcdeq.compare results/quick runs/quick --exact
 
 
