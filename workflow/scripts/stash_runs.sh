@@ -12,6 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 mode=$1 profile=$2
 runs=runs/$profile stash=results/$profile/in_progress
+cfg=config/$profile.yaml
+[ "$profile" = quick ] && cfg=config/config.yaml
+mapfile -t weights < <(python3 -c "import sys, yaml; print('\n'.join(yaml.safe_load(open(sys.argv[1])).get('reference_weights', [])))" "$cfg" 2>/dev/null)
 case $mode in
   save)
     [ -d "$runs" ] || { echo "no $runs/: nothing to save" >&2; exit 1; }
@@ -28,7 +31,12 @@ case $mode in
       rel=${rec#"$runs"/}
       mkdir -p "results/$profile/$(dirname "$rel")"
       cp -p "$rec" "results/$profile/$rel"
-      [ -e "${rec%.json}.pt" ] && cp -p "${rec%.json}.pt" "results/$profile/${rel%.json}.pt"
+      # weights only of the profile's reference_weights models, seed 0 (as the `reference` target)
+      method=$(basename "$(dirname "$rec")")
+      if [ "$(basename "$rec")" = seed0.json ] && [ -e "${rec%.json}.pt" ] \
+          && printf '%s\n' "${weights[@]}" | grep -qxF -- "${method//-aug/*}"; then
+        cp -p "${rec%.json}.pt" "results/$profile/${rel%.json}.pt"
+      fi
       echo "finished: $rel"
     done
     ;;
