@@ -61,6 +61,7 @@ class Activation:
     fn: Callable[[Tensor], Tensor]
     fn_: Callable[..., Tensor]
     vjp: Callable[[Tensor, Tensor], ActivationVJP]
+    needs_scratch: bool = False  # fn_ uses the scratch buffer (softsign's denominator)
 
 
 ACTIVATIONS_: dict[str, Activation] = {
@@ -70,7 +71,7 @@ ACTIVATIONS_: dict[str, Activation] = {
                         lambda u, s: lambda y: torch.ops.aten.hardtanh_backward(y, u, 0.0, 6.0)),
     "tanh": Activation(torch.tanh, _inplace(torch.tanh_),
                        lambda u, s: lambda y: torch.ops.aten.tanh_backward(y, s)),
-    "softsign": Activation(F.softsign, _softsign_, _softsign_vjp),
+    "softsign": Activation(F.softsign, _softsign_, _softsign_vjp, needs_scratch=True),
     "sigmoid": Activation(torch.sigmoid, _inplace(torch.sigmoid_),
                           lambda u, s: lambda y: torch.ops.aten.sigmoid_backward(y, s)),
 }
@@ -381,13 +382,13 @@ class DEQLayer(SolveStats, nn.Module):
             directly, the Jacobian taken at z* itself.
         """
         op, act = self.op, self.act
-        scratch: list[Tensor] = []  # one intermediate buffer for the whole solve
+        scratch: list[Tensor] = []  # one intermediate buffer for the whole solve, if needed
 
         def g(z: Tensor) -> Tensor:
             u = op(W, z).add_(x)
-            if not scratch:
+            if act.needs_scratch and not scratch:
                 scratch.append(torch.empty_like(u))
-            return act.fn_(u, scratch[0])
+            return act.fn_(u, scratch[0] if scratch else None)
 
         def attach(z: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
             u = op(W, z).add_(x)  # in place on the operator's fresh output (autograd allows it)
@@ -405,7 +406,8 @@ class DEQLayer(SolveStats, nn.Module):
         self._bwd_stats = []
         # From z0 = 0 the first iterate is sigma(op(W, 0) + x) = sigma(x) exactly: no operator
         # call (the fixed-point solver counts it as the first evaluation).
-        f_z0 = self.act.fn(x) if self.solver == "fixed_point" else None
+        with torch.no_grad():  # an iterate of the solve: no graph (attach makes the one needed)
+            f_z0 = self.act.fn(x) if self.solver == "fixed_point" else None
         z0 = torch.zeros_like(x) if f_z0 is None else x.new_zeros(()).expand_as(x)  # no buffer needed
         z, self.last_fwd_stats = implicit_fixed_point(
             g, z0, solver=self.solver, tol=self.tol, max_iter=self.max_iter,
