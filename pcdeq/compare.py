@@ -428,17 +428,23 @@ def _value(x: Any) -> str:
     return "absent" if x is _ABSENT else json.dumps(x, default=str)
 
 
-def _differing_keys(ref: dict, fresh: dict, fields: Sequence[str]) -> tuple[str, ...]:
-    """``key (reference X, fresh Y)`` for each differing (flattened) key of ``fields``."""
-    out = []
+def _differing_pairs(ref: dict, fresh: dict, fields: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Each differing (flattened) key of ``fields`` -> (reference value, fresh value) as JSON."""
+    out = {}
     for f in fields:
         a = _flatten(ref.get(f, _ABSENT), f)
         b = _flatten(fresh.get(f, _ABSENT), f)
         for k in sorted(set(a) | set(b)):
             va, vb = a.get(k, _ABSENT), b.get(k, _ABSENT)
             if not _same(va, vb):
-                out.append(f"{k} (reference {_value(va)}, fresh {_value(vb)})")
-    return tuple(out)
+                out[k] = (_value(va), _value(vb))
+    return out
+
+
+def _differing_keys(ref: dict, fresh: dict, fields: Sequence[str]) -> tuple[str, ...]:
+    """``key (reference X, fresh Y)`` for each differing (flattened) key of ``fields``."""
+    return tuple(f"{k} (reference {va}, fresh {vb})"
+                 for k, (va, vb) in _differing_pairs(ref, fresh, fields).items())
 
 
 def _raw(path: str) -> dict:
@@ -772,7 +778,7 @@ class Comparison:
         rows: dict[str, tuple[str, str]] = {}
         for r in self.records:
             a, b = _raw(r.reference_path), _raw(r.fresh_path)
-            for k, (va, vb) in _env_pairs(a, b).items():
+            for k, (va, vb) in _differing_pairs(a, b, ENVIRONMENT_FIELDS).items():
                 rows.setdefault(k, (va, vb))
         if not rows:
             return ""
@@ -830,18 +836,6 @@ class Comparison:
             lines += ["## Per method", ""]
             lines += [self.method_table(d, m) for d, m in self.methods()]
         return "\n".join(lines).rstrip() + "\n"
-
-
-def _env_pairs(a: dict, b: dict) -> dict[str, tuple[str, str]]:
-    """The differing (flattened) environment keys of two raw records, both values."""
-    out = {}
-    for f in ENVIRONMENT_FIELDS:
-        fa, fb = _flatten(a.get(f, _ABSENT), f), _flatten(b.get(f, _ABSENT), f)
-        for k in sorted(set(fa) | set(fb)):
-            va, vb = fa.get(k, _ABSENT), fb.get(k, _ABSENT)
-            if not _same(va, vb):
-                out[k] = (_value(va), _value(vb))
-    return out
 
 
 def tolerance_table(measured: SpreadTable) -> str:
