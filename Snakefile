@@ -30,6 +30,7 @@ rule all:
         artifact_files(),
         THEORY_FILES if config.get("theory", True) else [],
         CLAIMS_FILES,
+        BEYOND_FILES,
     default_target: True
 
 

@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from . import beyond_contraction as bc
 from .data import DatasetMissing, Preprocess, load_dataset
 from .hparams import dataset_info, hyperparameters, parse_method
 from .layers import ACTIVATION_FNS, DEQLayer
@@ -65,6 +66,8 @@ class Claim:
     evidence: str  # measured values, with profile and data
     verdict: str  # HOLDS / FAILS / UNTESTABLE
     why: str = ""  # for UNTESTABLE: what is missing
+    decisive: str = ""  # the one number the verdict turned on, with its threshold
+    profile: str = ""  # the evidence's profile ("" : none, e.g. C8)
 
 
 def verdict(ok: bool) -> str:
@@ -252,9 +255,10 @@ class ModelEvidence:
     invariants: list[Invariants] = field(default_factory=list)
     images: dict[str, set[int]] = field(default_factory=dict)  # dataset -> test images used
     missing: list[str] = field(default_factory=list)  # why some weights could not be used
+    scaled: "bc.Study | None" = None  # W scaled beyond contraction, with controls (Figure 15)
 
 
-def _test_images(dataset: str, method: str, data_root: str, n: int, cache: dict,
+def test_images(dataset: str, method: str, data_root: str, n: int, cache: dict,
                  root: Path) -> Tensor:
     """The first ``n`` test images, preprocessed for ``method``. They are read from
     ``<root>/claims_inputs/<dataset>.pt`` (64 uint8 images, committed beside the weights, so
@@ -273,14 +277,18 @@ def _test_images(dataset: str, method: str, data_root: str, n: int, cache: dict,
 
 
 def model_evidence(source: Source, *, data_root: str = "data", images_l: int = 64,
-                   images_conv: int = 2, n_starts: int = 20) -> ModelEvidence:
+                   images_conv: int = 2, n_starts: int = 20,
+                   scaled: bc.Settings | None = None) -> ModelEvidence:
     """Run :func:`uniqueness`, :func:`convergence_rate` and :func:`invariants` on every
     weights file of ``source`` (L models on ``images_l`` test images, conv models on
-    ``images_conv``: the iteration runs on the whole batch, 21 times, in float64)."""
+    ``images_conv``: the iteration runs on the whole batch, 21 times, in float64), and the
+    scaled study of Figure 15 (:func:`pcdeq.beyond_contraction.study`; ``scaled``: its
+    settings, default those of Figure 15 with ``n_starts``) on the same files."""
     from .train import load_trained
 
     ev = ModelEvidence(source)
     cache: dict = {}
+    used: list[Path] = []
     for path in source.weights():
         model = load_trained(path)
         m = model.spec.method
@@ -291,7 +299,7 @@ def model_evidence(source: Source, *, data_root: str = "data", images_l: int = 6
         ds = model.spec.dataset
         n = images_l if m.arch == "L" else images_conv
         try:
-            x = _test_images(ds, m.name, data_root, n, cache, source.root)
+            x = test_images(ds, m.name, data_root, n, cache, source.root)
         except DatasetMissing as e:
             ev.missing.append(f"{m.name}: {e}")
             continue
@@ -302,6 +310,10 @@ def model_evidence(source: Source, *, data_root: str = "data", images_l: int = 6
         for p in problems:
             ev.uniqueness.append(uniqueness(p, m.name, n_starts=n_starts))
             ev.rates.append(convergence_rate(p, m.name))
+        used.append(path)
+    if used:
+        ev.scaled = bc.study(used, bc.test_inputs(source.root, data_root),
+                             scaled or bc.Settings(n_starts=n_starts), provenance=source.label())
     return ev
 
 
@@ -325,15 +337,21 @@ def claims_from_models(evs: Sequence[ModelEvidence]) -> list[Claim]:
     c2 = ("Plain fixed-point iteration converges geometrically", "Prop. 4.6, Sec. 5")
     c7 = ("W ≥ 0, x > 0 (pcDEQ-1) / x ≥ 0 (pcDEQ-2), activation pairing of Lemma 4.2",
           "Def. 4.3, Lemma 4.2")
+    scales = ", ".join(f"{x:g}" for x in bc.Settings().scales)
     t1 = (f"limits from z = 0 and 20 random starts in [0, 2 max(1, max z*)), float64, "
-          f"solved to rel. step {THRESHOLDS['solve_tol']:g}; holds if every start converges "
-          f"and the largest ∞-norm distance ≤ {THRESHOLDS['same_fixed_point']:g}")
+          f"solved to rel. step {THRESHOLDS['solve_tol']:g}; and the same with W scaled by "
+          f"s ∈ {{{scales}}} (W stays ≥ 0, the theorem still applies, Banach mostly does not), "
+          f"beside negative controls outside the theorem (the unconstrained DEQ scaled alike; "
+          f"tanh with x = 0); holds if every pcDEQ start converges, the largest ∞-norm distance "
+          f"≤ {THRESHOLDS['same_fixed_point']:g}, every scaled pcDEQ case has one limit, and "
+          f"every control is flagged (several limits or a start that does not converge) at some s")
     t2 = ("residual trace r_k of the iteration from z = 0 (float64): asymptotic rate q (fit "
           "r_k ≈ C q^k) and worst one-step ratio ρ = max r_{k+1}/r_k once r_k < 1% of its maximum; "
           f"holds if every layer converges with ρ < {THRESHOLDS['geometric_max_ratio']:g}")
     t7 = ("min W ≥ 0; min x > 0 (pcDEQ-1) or ≥ 0 (pcDEQ-2); σ nonnegative concave on [0, 10]; "
           "on the trained models and, from the records, at every epoch of training")
     for ev in evs:
+        first = len(out)
         src = ev.source
         pc_u = [u for u in ev.uniqueness if parse_method(u.method).is_pcdeq]
         if not pc_u:
@@ -343,6 +361,8 @@ def claims_from_models(evs: Sequence[ModelEvidence]) -> list[Claim]:
                 why += "; " + "; ".join(ev.missing)
             out += [_untestable("C1", *c1, t1, why), _untestable("C2", *c2, t2, why),
                     _untestable("C7", *c7, t7, why)]
+            for c in out[first:]:
+                c.profile = src.profile
             continue
         used = [r for r in src.runs if any(m.split()[0] == r.method and m.split()[1] == f"seed{r.seed}"
                                            for m in ev.models)]
@@ -362,8 +382,22 @@ def claims_from_models(evs: Sequence[ModelEvidence]) -> list[Claim]:
             cc = sum(u.converged for u in contrast), sum(u.starts for u in contrast)
             text += (f". For contrast, {contrast[0].method} (no theorem): {_fmt(cd)}, "
                      f"{cc[0]}/{cc[1]} starts converged")
-        out.append(Claim("C1", *c1, t1, f"largest distance per model: {text}. [{prov}]",
-                         verdict(all_conv and worst <= THRESHOLDS["same_fixed_point"])))
+        sc = ev.scaled
+        if sc is None or not sc.controls():
+            out.append(Claim("C1", *c1, t1, f"largest distance per model: {text}. [{prov}]",
+                             UNTESTABLE, f"no negative control in {src.root}/: the test needs the "
+                             "weights of DEQ-L-Tanh or of a pcDEQ-1 tanh model (reference_weights)"))
+        else:
+            scaled_ok, _ = bc.verdict(sc)
+            text += f"; scaled W (Figure 15): {bc.brief(sc)}"
+            n_pc = sum(len(x.measures) for x in sc.pcdeq())
+            n_u = sum(m.unique for x in sc.pcdeq() for m in x.measures)
+            n_f = sum(x.flagged for x in sc.controls())
+            out.append(Claim("C1", *c1, t1, f"largest distance per model: {text}. [{prov}]",
+                             verdict(all_conv and worst <= THRESHOLDS["same_fixed_point"]
+                                     and scaled_ok),
+                             decisive=f"max distance {_fmt(worst)} (needs ≤ 1e-6); {n_u}/{n_pc} scaled "
+                                      f"cases unique; {n_f}/{len(sc.controls())} controls flagged"))
         # C2
         pc_r = [r for r in ev.rates if parse_method(r.method).is_pcdeq]
         ok = all(r.converged and r.worst_ratio < THRESHOLDS["geometric_max_ratio"] for r in pc_r)
@@ -373,7 +407,8 @@ def claims_from_models(evs: Sequence[ModelEvidence]) -> list[Claim]:
         text = "; ".join(f"{m}: q = " + "/".join(f"{r.rate:.2f}" for r in rs)
                          + f", ρ = {max(r.worst_ratio for r in rs):.2f} "
                          f"({'/'.join(str(r.iters) for r in rs)} it.)" for m, rs in by_m.items())
-        out.append(Claim("C2", *c2, t2, f"{text} (MC: one rate per layer). [{prov}]", verdict(ok)))
+        out.append(Claim("C2", *c2, t2, f"{text} (MC: one rate per layer). [{prov}]", verdict(ok),
+                         decisive=f"worst ρ = {max(r.worst_ratio for r in pc_r):.2f} (needs < 1)"))
         # C7
         pc_i = [i for i in ev.invariants if i.variant is not None]
         bad = []
@@ -393,7 +428,11 @@ def claims_from_models(evs: Sequence[ModelEvidence]) -> list[Claim]:
         during, bad_runs = training_invariants(src.runs)
         text += "; " + during
         out.append(Claim("C7", *c7, t7, f"{len(pc_i)} models: {text}. [{prov}]",
-                         verdict(not bad and not bad_runs)))
+                         verdict(not bad and not bad_runs),
+                         decisive=f"min W = {min(i.min_w for i in pc_i):.3g} (needs ≥ 0); "
+                                  f"{len(bad) + len(bad_runs)} violations"))
+        for c in out[first:]:
+            c.profile = src.profile
     return out
 
 
@@ -448,16 +487,19 @@ def claim_sigma_max(src: Source) -> Claim:
         return _untestable("C3", *head, test, f"{src.root}/ lacks pcDEQ L records of "
                            f"{', '.join(sorted({'ReLU6', 'Tanh', 'Softsign', 'Sigmoid'} - acts))}"
                            f" ({src.profile} profile)")
-    parts, ok = [], True
+    parts, ok, lows, relu = [], True, [], []
     for act in ("ReLU6", "Tanh", "Softsign", "Sigmoid"):
         fr = [sum(e["sigma_max"] > 1 for e in r.epochs) / len(r.epochs)
               for r in sorted(runs, key=lambda r: r.seed) if r.activation == act]
         good = (all(f == 0 for f in fr) if act == "ReLU6"
                 else all(f > THRESHOLDS["sigma_mostly_above"] for f in fr))
         ok = ok and good
+        (relu if act == "ReLU6" else lows).extend(fr)
         parts.append(f"{act}: {', '.join(f'{100 * f:.0f}%' for f in fr)} of epochs above 1 "
                      f"(n = {len(fr)} seeds{'' if good else '; fails'})")
-    return Claim("C3", *head, test, f"{'; '.join(parts)}. [{src.label(runs)}]", verdict(ok))
+    return Claim("C3", *head, test, f"{'; '.join(parts)}. [{src.label(runs)}]", verdict(ok),
+                 decisive=f"fewest epochs above 1 of a tanh / softsign / sigmoid seed "
+                          f"{100 * min(lows):.0f}% (needs > 50%); most of a ReLU6 seed {100 * max(relu):.0f}% (needs 0%)")
 
 
 def claim_sigmoid_iters(src: Source) -> Claim:
@@ -478,8 +520,10 @@ def claim_sigmoid_iters(src: Source) -> Claim:
                     worst[r.method] = (e[k], r.seed, e["epoch"], k)
     text = "; ".join(f"{m}: max {v:.2f} (seed {s}, epoch {ep}, {k})"
                      for m, (v, s, ep, k) in worst.items())
+    top = max(v[0] for v in worst.values())
     return Claim("C4", *head, test, f"{text}. [{src.label(runs)}]",
-                 verdict(max(v[0] for v in worst.values()) < THRESHOLDS["sigmoid_max_iters"]))
+                 verdict(top < THRESHOLDS["sigmoid_max_iters"]),
+                 decisive=f"max {top:.2f} iterations (needs < {THRESHOLDS['sigmoid_max_iters']:g})")
 
 
 def windows(run: Run) -> list[tuple[str, int, int]]:
@@ -598,7 +642,12 @@ def claim_iterations_flat(src: Source) -> Claim:
                    if e["epoch"] in (1, 10, len(r.epochs)) and "lr" in e]
             text += f" ({m}'s own step schedule: lr {', '.join(lrs)})"
     ok = all(pc_ok.values()) and all(base_ok.values())
-    return Claim("C5", *head, test, f"{text}. [{src.label(runs)}]", verdict(ok))
+    top = max(((x.hi if x.hi is not None else x.mean), m, x.window)
+              for m, gs in pc.items() for x in gs)
+    n_up = sum(base_ok.values())
+    return Claim("C5", *head, test, f"{text}. [{src.label(runs)}]", verdict(ok),
+                 decisive=f"largest pcDEQ growth bound ×{top[0]:.2f} ({top[1]}, {top[2]}; "
+                          f"needs < {g:g}); {n_up}/{len(base)} DEQ / monDEQ grow")
 
 
 def welch_interval(a: Sequence[float], b: Sequence[float],
@@ -638,7 +687,7 @@ def claim_accuracy(src: Source) -> Claim:
             f"matches or beats monDEQ if the interval's lower end is above −{m:g} points (the "
             f"paper reports accuracy to 0.1 points) and it has fewer parameters; holds if every "
             f"method does")
-    parts, oks, used, missing = [], [], [], []
+    parts, oks, used, missing, lows = [], [], [], [], []
     for arch in ("L", "SC"):
         mon = [r for r in src.runs if r.method == f"monDEQ-{arch}"]
         pcs = [r for r in src.runs if r.group == "pcDEQ" and r.arch == arch]
@@ -656,6 +705,7 @@ def claim_accuracy(src: Source) -> Claim:
                                "a Welch interval needs two seeds on each side")
                 continue
             d, lo, hi, _ = w
+            lows.append((lo, method))
             fewer = rs[0].n_params < mon[0].n_params
             ok = lo > -m and fewer  # non-inferiority: the whole interval above -margin
             oks.append(ok)
@@ -676,12 +726,65 @@ def claim_accuracy(src: Source) -> Claim:
     text = f"{n_ok} of {len(oks)} pcDEQ methods match or beat monDEQ: " + "; ".join(parts)
     if missing:
         text += "; not compared: " + "; ".join(missing)
-    return Claim("C6", *head, test, text + f". [{src.label(used)}]", verdict(all(oks)))
+    lo, worst_m = min(lows)
+    return Claim("C6", *head, test, text + f". [{src.label(used)}]", verdict(all(oks)),
+                 decisive=f"{n_ok}/{len(oks)} methods; lowest interval end {lo:+.2f} points "
+                          f"({worst_m}; needs > −{m:g})")
+
+
+def claim_numerical_stability(src: Source) -> Claim:
+    """C9, beyond the paper: the same runs on another kernel path (:mod:`pcdeq.numerics`)."""
+    from .numerics import STABILITY_FRACTION, kernel_path_pairs, stability
+
+    head = ("Beyond the paper: a pcDEQ run's result does not depend on floating-point noise "
+            "(the kernel path: threads, CPU)", "— (not claimed; the unique fixed point "
+            "of Prop. 4.6 suggests it)")
+    f = STABILITY_FRACTION
+    test = (f"the same run (code, data, seed, hyperparameters) on two kernel paths, "
+            f"{src.root}/kernel_paths/<path>/ beside {src.root}/: per epoch |Δ log train loss| "
+            f"against the method's seed spread (sample std of the log train loss over its seeds, "
+            f"pooled over the epochs); a method is stable if it stays below {f:g} of it at every "
+            f"epoch (a table's ± std then moves by < {100 * f:.0f}% of its width whichever path "
+            f"ran it); holds if every pcDEQ method is; the other families are shown beside")
+    try:
+        pairs = kernel_path_pairs(src.root, src.runs)
+    except ValueError as e:
+        return _untestable("C9", *head, test, str(e))
+    if not pairs:
+        return _untestable("C9", *head, test, f"no records in {src.root}/kernel_paths/ (make "
+                           f"them with `python workflow/scripts/kernel_paths.py {src.profile} 1`)")
+    ms = stability(pairs, src.runs)
+    pc = [m for m in ms if parse_method(m.method).is_pcdeq]
+    open_ = [m.method for m in pc if m.stable is None]
+    if not pc or open_:
+        return _untestable("C9", *head, test, "pcDEQ methods without two seeds in "
+                           f"{src.root}/ (no seed spread): {', '.join(open_) or 'none paired'}")
+
+    def line(m) -> str:
+        where = f" (epoch {m.worst_epoch})" if m.worst_epoch else ""
+        frac = "—" if m.worst_fraction is None else f"{m.worst_fraction:.2g}"
+        acc = "/".join(f"{p.acc_diff():+.1f}" for p in m.pairs)
+        first = f", rel. diff > 1e-3 from epoch {m.first_above}" if m.first_above else ""
+        return (f"{m.method}: {frac} × seed spread {m.seed_sd:.2g}{where}, largest rel. train-loss diff "
+                f"{m.max_relative:.1e}{first}, final acc. diff {acc} points")
+    paths = sorted({f"{p.path} ({p.difference})" for p in pairs})
+    text = (f"kernel paths: {'; '.join(paths)}. pcDEQ: " + "; ".join(line(m) for m in pc)
+            + "; others: " + ("; ".join(line(m) for m in ms if m not in pc) or "none paired"))
+    worst = max(pc, key=lambda m: m.worst_fraction)
+    used = [p.a for p in pairs]
+    return Claim("C9", *head, test, f"{text}. [{src.label(used)}]",
+                 verdict(all(m.stable for m in pc)),
+                 decisive=f"largest pcDEQ difference {worst.worst_fraction:.2g} × seed spread "
+                          f"({worst.method}; needs < {f:g})")
 
 
 def claims_from_records(src: Source) -> list[Claim]:
-    return [claim_sigma_max(src), claim_sigmoid_iters(src), claim_iterations_flat(src),
-            claim_accuracy(src)]
+    """C3-C6 and C9 from the run records of one source."""
+    out = [claim_sigma_max(src), claim_sigmoid_iters(src), claim_iterations_flat(src),
+           claim_accuracy(src), claim_numerical_stability(src)]
+    for c in out:
+        c.profile = src.profile
+    return out
 
 
 NOT_HERE = [
@@ -692,9 +795,51 @@ NOT_HERE = [
 ]
 
 
+ORDER = ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"]
+
+
+def _short_verdict(c: Claim) -> str:
+    return f"**{c.verdict}**" + (f" ({c.decisive})" if c.decisive else "")
+
+
+def summary_table(claims: Sequence[Claim], sources: Sequence[Source]) -> Table:
+    """One line per claim: the claim, its place in the paper, and per profile the verdict with
+    the one number it turned on (the opening of ``tables/claims.md``)."""
+    profiles = [s.profile for s in sources]
+    header = ["#", "Claim", "Paper"] + [f"{p} profile" for p in profiles]
+    rows = []
+    for key in sorted({c.key for c in claims}, key=lambda k: ORDER.index(k) if k in ORDER else 99):
+        cs = [c for c in claims if c.key == key]
+        row = [key, cs[0].claim, cs[0].where]
+        for p in profiles:
+            mine = [c for c in cs if c.profile == p] or [c for c in cs if not c.profile]
+            row.append(_short_verdict(mine[0]) if mine else "—")
+        rows.append(row)
+    return Table("claims_summary", "The paper's claims at a glance",
+                 "Per profile, the verdict and the number that decided it (with the threshold "
+                 "it needed); the evidence of each claim follows.", header, rows,
+                 align="l" * len(header))
+
+
+@dataclass
+class ClaimsTable(Table):
+    """The claims table, opened by its :func:`summary_table`."""
+
+    summary: Table | None = None
+
+    def to_markdown(self) -> str:
+        head = self.summary.to_markdown() + "\n" if self.summary is not None else ""
+        return head + super().to_markdown()
+
+    def to_latex(self) -> str:
+        head = self.summary.to_latex() + "\n" if self.summary is not None else ""
+        return head + super().to_latex()
+
+
 def claims_table(claims: Sequence[Claim], sources: Sequence[Source]) -> Table:
-    """The claims table (``tables/claims.md`` + ``.tex``), in claim order."""
-    order = {c: i for i, c in enumerate(["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8"])}
+    """The claims table (``tables/claims.md`` + ``.tex``): the one-line summary per claim,
+    then every claim's evidence, in claim order."""
+    order = {c: i for i, c in enumerate(ORDER)}
     claims = sorted(claims, key=lambda c: order.get(c.key, 99))
     header = ["#", "Claim", "Paper", "Test", "Measured (profile, data)", "Verdict"]
     rows = [[c.key, c.claim, c.where, c.test, c.evidence,
@@ -704,5 +849,6 @@ def claims_table(claims: Sequence[Claim], sources: Sequence[Source]) -> Table:
              "the threshold in the Test column (pcdeq.claims.THRESHOLDS); none is typed.",
              "C1, C2, C7 run on the trained models whose weights are committed beside the "
              "records (reference_weights of each profile); C3-C6 read the run records."]
-    return Table("claims", "The paper's claims, checked", f"Evidence from: {srcs}.", header,
-                 rows, notes, align="lllllll"[:len(header)])
+    return ClaimsTable("claims", "The paper's claims, checked", f"Evidence from: {srcs}.", header,
+                       rows, notes, align="lllllll"[:len(header)],
+                       summary=summary_table(claims, sources))

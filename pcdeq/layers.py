@@ -230,11 +230,7 @@ class LipschitzWeight(nn.Module):
         W = self.V.detach().float()
         if self.size is None:
             return float(torch.linalg.matrix_norm(W, ord=2))
-        h, w = self.size[0] + 2, self.size[1] + 2
-        k = W.new_zeros(*W.shape[:2], h, w)
-        k[:, :, :W.shape[2], :W.shape[3]] = W  # a circular shift of the centred kernel: same norm
-        symbol = torch.fft.rfft2(k).permute(2, 3, 0, 1)  # (h, w//2+1, C_out, C_in); the other half is conjugate
-        return float(torch.linalg.matrix_norm(symbol, ord=2).max())
+        return conv_operator_norm(W, self.size)
 
     @torch.no_grad()
     def project_(self) -> None:
@@ -242,6 +238,20 @@ class LipschitzWeight(nn.Module):
         s = self.operator_norm()
         if s > self.bound:
             self.V.mul_(self.bound / s)
+
+
+def conv_operator_norm(W: Tensor, size: tuple[int, int]) -> float:
+    """An exact upper bound of the norm of z -> conv2d(z, W, padding=1) on ``size`` maps.
+
+    The zero-padded convolution is a compression of the circular one on the (H+2) x (W+2)
+    torus, whose norm is the largest singular value of the kernel's symbol over the torus's
+    frequencies (see :class:`LipschitzWeight`). Computed in W's dtype.
+    """
+    h, w = size[0] + 2, size[1] + 2
+    k = W.new_zeros(*W.shape[:2], h, w)
+    k[:, :, :W.shape[2], :W.shape[3]] = W  # a circular shift of the centred kernel: same norm
+    symbol = torch.fft.rfft2(k).permute(2, 3, 0, 1)  # (h, w//2+1, C_out, C_in); the other half is conjugate
+    return float(torch.linalg.matrix_norm(symbol, ord=2).max())
 
 
 def check_lip_bound(c: float) -> None:

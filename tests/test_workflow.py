@@ -97,6 +97,7 @@ def dry_runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
         "clone_fig4_named": (snakemake_dry_run_cmd("fig4", force=None), clone),
         "clone_table8_named": (snakemake_dry_run_cmd("table8", force=None), clone),
         "clone_fig13_named": (snakemake_dry_run_cmd("fig13", force=None), clone),
+        "clone_fig15_named": (snakemake_dry_run_cmd("fig15", force=None), clone),
     }
     for name, (edit, _) in BAD_CONFIGS.items():
         cmds[name] = (snakemake_dry_run_cmd("all", "--configfile", str(bad_config(tmp, name, edit))), ROOT)
@@ -190,6 +191,7 @@ def test_fashion_profile_dry_run(dry_runs):
     # L: 8 methods x 5 seeds; conv: 8 pcDEQ x 2 seeds, 5 baselines x 1 (method_seeds)
     assert counts["train"] == 8 * 5 + 8 * 2 + 5 == 61
     assert counts["dataset"] == 1 and counts["claims_table"] == 1
+    assert counts["beyond_contraction"] == 1
     assert counts["table"] == 4 and counts["figure"] == 6 and "theory_geometry" not in counts
     for m in ("pcDEQ-1-L-Tanh", "monDEQ-L", "DEQ-JR-L-Tanh", "LipDEQ-L-Tanh"):
         assert f"runs/fashion/fashion_mnist/{m}/seed4.json" in out
@@ -298,6 +300,7 @@ def test_fresh_clone_all_retrains_and_regenerates_every_committed_artifact(dry_r
     counts = job_counts(res.stdout + res.stderr)
     assert counts["train"] == 12 * 2 + 11 * 2 + 8 + 12 == 66  # pcDEQ + the MNIST baselines
     assert counts["table"] == 8 and counts["figure"] == 8 and counts["profile_record"] == 1
+    assert counts["claims_table"] == 1 and counts["beyond_contraction"] == 1
 
 
 def test_fresh_clone_one_committed_artifact_needs_force(dry_runs):
@@ -322,6 +325,10 @@ def test_fresh_clone_named_target_regenerates_without_force(dry_runs):
     # the theory notebooks read no runs
     counts = job_counts(dry_runs["clone_fig13_named"].stdout + dry_runs["clone_fig13_named"].stderr)
     assert "train" not in counts and counts["theory_geometry"] == 1
+    # Figure 15 studies the reference_weights models (seed 0): it trains those runs only
+    counts = job_counts(dry_runs["clone_fig15_named"].stdout + dry_runs["clone_fig15_named"].stderr)
+    assert counts == {"train": 9, "profile_record": 1, "beyond_contraction": 1, "fig15": 1,
+                      "total": 12}, counts
 
 
 # --------------------------------------------------------------------------- the report

@@ -178,7 +178,7 @@ REPORT_SECTIONS: dict[str, str] = {
        for k in ("table8", "fig11", "fig12")},
     **{k: "4. Theory on synthetic problems (Figures 13-14, Table 9)"
        for k in ("fig13", "fig14", "table9")},
-    "claims": "5. The paper's claims, checked",
+    **{k: "5. The paper's claims, checked" for k in ("claims", "fig15")},
 }
 
 

@@ -9,12 +9,16 @@ SHORT_TARGETS: dict[str, list[str]] = {
        for a in ARTIFACTS.values()},
     **{name.split("_")[0]: [f for f in THEORY_FILES if Path(f).stem == name]
        for name in (THEORY_GEOMETRY_FIGURE, THEORY_GEOMETRY_TABLE, THEORY_DYNAMICS_FIGURE)},
+    "fig15": BEYOND_FILES,
 }
 
 
 def short_target_records(short: str) -> list[str]:
-    """The run records a named target's artifact reads (none for the theory notebooks)."""
+    """The run records a named target's artifact reads (none for the theory notebooks; for
+    Figure 15 the runs whose weights it studies)."""
     name = Path(SHORT_TARGETS[short][0]).stem
+    if name == BEYOND_FIGURE:
+        return [w[: -len(".pt")] + ".json" for w in weights(RUNS)]
     return records(RUNS, name) if name in ARTIFACTS else []
 
 
