@@ -317,7 +317,7 @@ def model_evidence(source: Source, *, data_root: str = "data", images_l: int = 6
     return ev
 
 
-def _fmt(x: float) -> str:
+def format_distance(x: float) -> str:
     """A distance; below 1e-12 only the bound is printed (the last digits of float64
     rounding differ between CPUs, the bound does not)."""
     if x == math.inf:
@@ -376,11 +376,11 @@ def claims_from_models(evs: Sequence[ModelEvidence]) -> list[Claim]:
             all_conv &= u.converged == u.starts
         worst = max(per_method.values())
         contrast = [u for u in ev.uniqueness if not parse_method(u.method).is_pcdeq]
-        text = "; ".join(f"{m}: {_fmt(d)}" for m, d in per_method.items())
+        text = "; ".join(f"{m}: {format_distance(d)}" for m, d in per_method.items())
         if contrast:
             cd = max(u.max_distance for u in contrast)
             cc = sum(u.converged for u in contrast), sum(u.starts for u in contrast)
-            text += (f". For contrast, {contrast[0].method} (no theorem): {_fmt(cd)}, "
+            text += (f". For contrast, {contrast[0].method} (no theorem): {format_distance(cd)}, "
                      f"{cc[0]}/{cc[1]} starts converged")
         sc = ev.scaled
         if sc is None or not sc.controls():
@@ -396,7 +396,7 @@ def claims_from_models(evs: Sequence[ModelEvidence]) -> list[Claim]:
             out.append(Claim("C1", *c1, t1, f"largest distance per model: {text}. [{prov}]",
                              verdict(all_conv and worst <= THRESHOLDS["same_fixed_point"]
                                      and scaled_ok),
-                             decisive=f"max distance {_fmt(worst)} (needs ≤ 1e-6); {n_u}/{n_pc} scaled "
+                             decisive=f"max distance {format_distance(worst)} (needs ≤ 1e-6); {n_u}/{n_pc} scaled "
                                       f"cases unique; {n_f}/{len(sc.controls())} controls flagged"))
         # C2
         pc_r = [r for r in ev.rates if parse_method(r.method).is_pcdeq]
@@ -445,7 +445,7 @@ def training_invariants(runs: Sequence[Run]) -> tuple[str, list[str]]:
         The evidence text, and the runs ("method seed S epoch E") that break an invariant.
     """
     pc = [r for r in runs if r.group == "pcDEQ"]
-    have = [r for r in pc if all(e.get("min_weight") is not None and e.get("min_input") is not None
+    have = [r for r in pc if all(e.min_weight is not None and e.min_input is not None
                                  for e in r.epochs)]
     if not have:
         return ("during training: not recorded (records made before per-epoch min W / min x were "
@@ -454,12 +454,12 @@ def training_invariants(runs: Sequence[Run]) -> tuple[str, list[str]]:
     for r in have:
         v = parse_method(r.method).variant
         for e in r.epochs:
-            if e["min_weight"] < 0 or (e["min_input"] <= 0 if v == 1 else e["min_input"] < 0):
-                bad.append(f"{r.method} seed {r.seed} epoch {e['epoch']}")
+            if e.min_weight < 0 or (e.min_input <= 0 if v == 1 else e.min_input < 0):
+                bad.append(f"{r.method} seed {r.seed} epoch {e.epoch}")
                 break
-    w = min(e["min_weight"] for r in have for e in r.epochs)
-    x1 = [e["min_input"] for r in have if parse_method(r.method).variant == 1 for e in r.epochs]
-    x2 = [e["min_input"] for r in have if parse_method(r.method).variant == 2 for e in r.epochs]
+    w = min(e.min_weight for r in have for e in r.epochs)
+    x1 = [e.min_input for r in have if parse_method(r.method).variant == 1 for e in r.epochs]
+    x2 = [e.min_input for r in have if parse_method(r.method).variant == 2 for e in r.epochs]
     text = (f"during training, every epoch of {len(have)} of {len(pc)} pcDEQ runs: min W = {w:.3g}"
             + (f", min x (pcDEQ-1) = {min(x1):.3g}" if x1 else "")
             + (f", min x (pcDEQ-2) = {min(x2):.3g}" if x2 else "")
@@ -481,7 +481,7 @@ def claim_sigma_max(src: Source) -> Claim:
             f"speaks of each run's training); holds if every tanh, softsign and sigmoid seed is "
             f"above 1 in more than {THRESHOLDS['sigma_mostly_above']:g} of its epochs (\"most of "
             f"the time\") and every ReLU6 seed in none")
-    runs = [r for r in _pc_l(src.runs) if all(e.get("sigma_max") is not None for e in r.epochs)]
+    runs = [r for r in _pc_l(src.runs) if all(e.sigma_max is not None for e in r.epochs)]
     acts = {r.activation for r in runs}
     if not {"ReLU6", "Tanh", "Softsign", "Sigmoid"} <= acts:
         return _untestable("C3", *head, test, f"{src.root}/ lacks pcDEQ L records of "
@@ -489,7 +489,7 @@ def claim_sigma_max(src: Source) -> Claim:
                            f" ({src.profile} profile)")
     parts, ok, lows, relu = [], True, [], []
     for act in ("ReLU6", "Tanh", "Softsign", "Sigmoid"):
-        fr = [sum(e["sigma_max"] > 1 for e in r.epochs) / len(r.epochs)
+        fr = [sum(e.sigma_max > 1 for e in r.epochs) / len(r.epochs)
               for r in sorted(runs, key=lambda r: r.seed) if r.activation == act]
         good = (all(f == 0 for f in fr) if act == "ReLU6"
                 else all(f > THRESHOLDS["sigma_mostly_above"] for f in fr))
@@ -516,8 +516,9 @@ def claim_sigmoid_iters(src: Source) -> Claim:
     for r in runs:
         for e in r.epochs:
             for k in keys:
-                if e.get(k) is not None and (r.method not in worst or e[k] > worst[r.method][0]):
-                    worst[r.method] = (e[k], r.seed, e["epoch"], k)
+                v = e.value(k)
+                if v is not None and (r.method not in worst or v > worst[r.method][0]):
+                    worst[r.method] = (v, r.seed, e.epoch, k)
     text = "; ".join(f"{m}: max {v:.2f} (seed {s}, epoch {ep}, {k})"
                      for m, (v, s, ep, k) in worst.items())
     top = max(v[0] for v in worst.values())
@@ -571,7 +572,7 @@ def growth(runs: Sequence[Run]) -> list[Growth]:
     out = []
     for name, a, b in windows(runs[0]):
         rs = [r for r in runs if len(r.epochs) >= b]
-        ratios = tuple(r.epochs[b - 1]["fwd_iters"] / r.epochs[a - 1]["fwd_iters"] for r in rs)
+        ratios = tuple(r.epochs[b - 1].fwd_iters / r.epochs[a - 1].fwd_iters for r in rs)
         if not ratios:
             continue
         lo = hi = None
@@ -638,8 +639,8 @@ def claim_iterations_flat(src: Source) -> Claim:
     for m in base:
         if parse_method(m).family == "monDEQ":  # what keeps its curve flat: its step schedule
             r = by_m[m][0]
-            lrs = [f"{e['lr']:g} at epoch {e['epoch']}" for e in r.epochs
-                   if e["epoch"] in (1, 10, len(r.epochs)) and "lr" in e]
+            lrs = [f"{e.lr:g} at epoch {e.epoch}" for e in r.epochs
+                   if e.epoch in (1, 10, len(r.epochs)) and e.lr is not None]
             text += f" ({m}'s own step schedule: lr {', '.join(lrs)})"
     ok = all(pc_ok.values()) and all(base_ok.values())
     top = max(((x.hi if x.hi is not None else x.mean), m, x.window)

@@ -116,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}; stopped. The record {args.out} keeps the finished epochs "
                   f"(status 'diverged'). Try a smaller --lr.", file=sys.stderr)
             return 3
-        last = rec["epochs"][-1]
-        print(f"{rec['method']} on {rec['dataset']} seed {rec['seed']}: final test acc "
-              f"{last['test_acc']:.2f}% after {last['epoch']} epochs -> {args.out}")
+        last = rec.epochs[-1]
+        print(f"{rec.method} on {rec.dataset} seed {rec.seed}: final test acc "
+              f"{last.test_acc:.2f}% after {last.epoch} epochs -> {args.out}")
         return 0
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -61,6 +61,7 @@ from typing import Any, Sequence
 
 from .hparams import parse_method
 from .report.paths import arch_key
+from .record import COMPARABLE_FIELDS, PLACE_FIELDS
 from .report.records import RecordError, Run, find_records, load_run
 from .stats import pooled_sd, t_quantile
 
@@ -99,9 +100,9 @@ QUANTITY_NAMES: tuple[str, ...] = tuple(q.name for q in QUANTITIES)
 
 # Record fields that make two runs the same experiment: if they differ, the records are "not
 # comparable" (the report names the differing keys, e.g. ``hparams.lr``).
-COMPARABLE_FIELDS: tuple[str, ...] = ("hparams", "limits", "data", "n_params")
+# COMPARABLE_FIELDS, PLACE_FIELDS: pcdeq.record (what makes two records the same run, where it ran)
 # Where the run ran: reported side by side when they differ, never a reason to fail.
-ENVIRONMENT_FIELDS: tuple[str, ...] = ("device", "threads", "torch", "python", "environment")
+ENVIRONMENT_FIELDS: tuple[str, ...] = PLACE_FIELDS
 # Per-test false-alarm probability of the prediction bound. A record is tested at every epoch
 # for six quantities; consecutive epochs are strongly correlated, so 1e-3 per test keeps the
 # chance that a faithful rerun of a method as chaotic as a new seed fails anywhere at a few
@@ -248,9 +249,9 @@ def measure_tolerances(reference_root: str | Path) -> SpreadTable:
         for q in QUANTITIES:
             n_epochs = max(len(r.epochs) for rs in method_runs for r in rs)
             for e in range(1, n_epochs + 1):
-                vals = [[float(r.epochs[e - 1][q.name]) for r in rs
-                         if len(r.epochs) >= e and r.epochs[e - 1].get(q.name) is not None
-                         and math.isfinite(r.epochs[e - 1][q.name])] for rs in method_runs]
+                vals = [[float(r.epochs[e - 1].value(q.name)) for r in rs
+                         if len(r.epochs) >= e and r.epochs[e - 1].value(q.name) is not None
+                         and math.isfinite(r.epochs[e - 1].value(q.name))] for rs in method_runs]
                 if q.relative:  # a relative difference: spread of the log
                     vals = [[math.log(v) for v in vs if v > 0] for vs in vals]
                 pooled = pooled_sd(vals)
@@ -465,7 +466,7 @@ def compare_records(ref: Run, fresh: Run, tolerances: Tolerances) -> RecordCompa
         beyond tolerance, the bit-identical flag, and what makes the records partial or not
         comparable.
     """
-    ref_raw, fresh_raw = _raw(ref.path), _raw(fresh.path)
+    ref_raw, fresh_raw = ref.to_json(), fresh.to_json()
     not_comparable = _differing_keys(ref_raw, fresh_raw, COMPARABLE_FIELDS)
     environment = _differing_keys(ref_raw, fresh_raw, ENVIRONMENT_FIELDS)
     checkable = tolerances.checkable(ref.dataset, ref.method)
@@ -480,7 +481,7 @@ def compare_records(ref: Run, fresh: Run, tolerances: Tolerances) -> RecordCompa
         for q in QUANTITIES:
             beyond: list[int] = []
             worst_excess = None
-            for er, ef in zip(ref.epochs, fresh.epochs):
+            for er, ef in zip(_epoch_dicts(ref), _epoch_dicts(fresh)):
                 epoch = int(er["epoch"])
                 d = difference(q, er.get(q.name), ef.get(q.name))
                 if d is None:
@@ -502,7 +503,7 @@ def compare_records(ref: Run, fresh: Run, tolerances: Tolerances) -> RecordCompa
                 exceeded.append(Exceedance(q.name, worst_excess[2], worst_excess[1], tuple(beyond)))
         if not tolerances.exact:
             exceeded += _exact_and_invariants(ref, fresh)
-        for er, ef in zip(ref.epochs, fresh.epochs):
+        for er, ef in zip(_epoch_dicts(ref), _epoch_dicts(fresh)):
             for k in sorted(set(er) | set(ef)):
                 if is_timing(k) or k in QUANTITY_NAMES:
                     continue
@@ -538,22 +539,28 @@ def _tolerance(tolerances: Tolerances, ref: Run, q: Quantity, epoch: int) -> flo
     return max(-math.expm1(-tol), res) if q.relative else max(tol, res)
 
 
+def _epoch_dicts(run: Run) -> list[dict]:
+    """The epochs as the file holds them (absent fields absent): what is compared key by key."""
+    return [e.to_json() for e in run.epochs]
+
+
 def _exact_and_invariants(ref: Run, fresh: Run) -> list[Exceedance]:
     """Epoch keys of :data:`EXACT_KEYS` that differ, and invariants of :data:`INVARIANT_KEYS`
     that the reference keeps (>= 0 at every epoch) but the fresh record breaks."""
     out = []
+    pairs = list(zip(_epoch_dicts(ref), _epoch_dicts(fresh)))
     for key in EXACT_KEYS:
-        bad = [(er, ef) for er, ef in zip(ref.epochs, fresh.epochs)
+        bad = [(er, ef) for er, ef in pairs
                if er.get(key) is not None and not _same(er.get(key), ef.get(key))]
         if bad:
             er, ef = bad[0]
             out.append(Exceedance(key, 0.0, Delta(key, int(er["epoch"]), er.get(key), ef.get(key),
                                                   math.inf), tuple(int(e["epoch"]) for e, _ in bad)))
     for key in INVARIANT_KEYS:
-        kept = [e.get(key) for e in ref.epochs]
+        kept = [er.get(key) for er, _ in pairs]
         if not kept or any(v is None or v < 0 for v in kept):
             continue
-        bad = [(er, ef) for er, ef in zip(ref.epochs, fresh.epochs)
+        bad = [(er, ef) for er, ef in pairs
                if ef.get(key) is None or ef[key] < 0]
         if bad:
             er, ef = bad[0]

@@ -25,7 +25,6 @@ read from here, and a test checks that the committed records match them.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -36,6 +35,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+
+from .record import RecordError, RunRecord
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REFERENCE = REPO / "tests" / "data" / "gpu_check" / "cpu"
@@ -165,10 +166,10 @@ def environment_lines(device: str) -> list[str]:
 # ------------------------------------------------------------------------- timing
 def _median_seconds(path: Path, key: str = "seconds") -> float | None:
     try:
-        rec = json.loads(path.read_text())
-    except (OSError, ValueError):
+        rec = RunRecord.load(path)
+    except RecordError:
         return None
-    vals = [e[key] for e in rec.get("epochs", []) if isinstance(e.get(key), (int, float))]
+    vals = [v for e in rec.epochs if (v := e.value(key)) is not None]
     return statistics.median(vals) if vals else None
 
 
@@ -200,10 +201,9 @@ def timing_table(reference: Path, fresh: Path, methods: Sequence[str], seeds: Se
 
 def _cpu_of(path: Path) -> str | None:
     try:
-        env = json.loads(path.read_text()).get("environment") or {}
-    except (OSError, ValueError):
+        return (RunRecord.load(path).environment or {}).get("cpu")
+    except RecordError:
         return None
-    return env.get("cpu")
 
 
 # ------------------------------------------------------------------------- the check
@@ -228,7 +228,6 @@ def run_check(*, out: Path, reference: Path, data_root: Path, methods: Sequence[
     import torch
 
     from .compare import CompareError, Tolerances, compare
-    from .report.records import RecordError
     from .train import NonFiniteLoss, train
 
     set_deterministic(warn_only)
@@ -275,15 +274,15 @@ def run_check(*, out: Path, reference: Path, data_root: Path, methods: Sequence[
         if rec is None:
             print(f"[{i}/{len(runs)}] {m} seed {s}: FAILED ({failed[-1]})", flush=True)
             continue
-        last = rec["epochs"][-1]
+        last = rec.epochs[-1]
         ref_acc = None
         try:
-            ref_acc = json.loads(record_file(reference, m, s).read_text())["epochs"][-1]["test_acc"]
-        except (OSError, ValueError, KeyError, IndexError):
+            ref_acc = RunRecord.load(record_file(reference, m, s)).final_acc
+        except RecordError:
             pass
         ref = f" (CPU {ref_acc:.2f}%)" if ref_acc is not None else ""
-        print(f"[{i}/{len(runs)}] {m} seed {s}: test acc {last['test_acc']:.2f}%{ref} after "
-              f"{len(rec['epochs'])} epochs, {wall:.1f} s", flush=True)
+        print(f"[{i}/{len(runs)}] {m} seed {s}: test acc {last.test_acc:.2f}%{ref} after "
+              f"{len(rec.epochs)} epochs, {wall:.1f} s", flush=True)
 
     if device.startswith("cuda"):
         torch.cuda.synchronize()

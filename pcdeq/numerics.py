@@ -23,17 +23,16 @@ result the kernel path changes like a change of seed.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from .record import COMPARABLE_FIELDS
 from .report.records import Run, load_runs
 from .stats import pooled_sd
 
 STABILITY_FRACTION = 0.1  # of the seed spread: a table's ± std moves by < 10% of its width
-COMPARED = ("hparams", "data", "n_params")  # what makes two records the same run
 
 
 @dataclass(frozen=True)
@@ -47,16 +46,16 @@ class PathPair:
 
     def log_diffs(self) -> list[float]:
         """|log train loss a - log train loss b| per epoch."""
-        return [abs(math.log(x["train_loss"]) - math.log(y["train_loss"]))
+        return [abs(math.log(x.train_loss) - math.log(y.train_loss))
                 for x, y in zip(self.a.epochs, self.b.epochs)]
 
     def loss_diffs(self) -> list[float]:
         """|train loss a - b| per epoch."""
-        return [abs(x["train_loss"] - y["train_loss"]) for x, y in zip(self.a.epochs, self.b.epochs)]
+        return [abs(x.train_loss - y.train_loss) for x, y in zip(self.a.epochs, self.b.epochs)]
 
     def relative(self) -> list[float]:
         """|train loss a - b| / |train loss a| per epoch."""
-        return [d / abs(x["train_loss"]) if x["train_loss"] else d
+        return [d / abs(x.train_loss) if x.train_loss else d
                 for d, x in zip(self.loss_diffs(), self.a.epochs)]
 
     def acc_diff(self) -> float:
@@ -66,12 +65,7 @@ class PathPair:
 
 def _environment(run: Run) -> dict:
     """The record's environment (records before it was recorded: their threads, device, torch)."""
-    raw = _raw(run)
-    return raw.get("environment") or {k: raw.get(k) for k in ("threads", "device", "torch")}
-
-
-def _raw(run: Run) -> dict:
-    return json.loads(Path(run.path).read_text())
+    return run.environment or {"threads": run.threads, "device": run.device, "torch": run.torch}
 
 
 def kernel_path_pairs(root: str | Path, runs: Sequence[Run]) -> list[PathPair]:
@@ -92,8 +86,8 @@ def kernel_path_pairs(root: str | Path, runs: Sequence[Run]) -> list[PathPair]:
             if a is None:
                 raise ValueError(f"{b.path}: no record of {b.method} seed {b.seed} in {root}/ to "
                                  "compare it with; a kernel-path record needs its twin there")
-            ra, rb = _raw(a), _raw(b)
-            diff = [k for k in COMPARED if ra.get(k) != rb.get(k)]
+            ra, rb = a.to_json(), b.to_json()
+            diff = [k for k in COMPARABLE_FIELDS if ra.get(k) != rb.get(k)]
             if diff or len(a.epochs) != len(b.epochs):
                 raise ValueError(f"{b.path}: not the same run as {a.path} (differ: "
                                  f"{', '.join(diff) or 'number of epochs'})")
@@ -130,7 +124,7 @@ def stability(pairs: Sequence[PathPair], runs: Sequence[Run]) -> list[MethodStab
         ps = tuple(p for p in pairs if p.a.method == method)
         seeds = [r for r in runs if r.method == method and r.dataset == ps[0].a.dataset]
         n = min(len(r.epochs) for r in seeds)
-        pooled = pooled_sd([[math.log(r.epochs[e]["train_loss"]) for r in seeds] for e in range(n)])
+        pooled = pooled_sd([[math.log(r.epochs[e].train_loss) for r in seeds] for e in range(n)])
         sd = pooled[0] if pooled else None
         worst, where = None, None
         if sd is not None:

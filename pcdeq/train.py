@@ -28,7 +28,7 @@ from .data import Dataset, Preprocess, batches, load_dataset
 from .hparams import ConfigError, HParams, dataset_info, hyperparameters, parse_method
 from .layers import check_lip_bound
 from .models import DEQClassifier, build_model, n_params
-from .report import RECORD_FORMAT
+from .record import RECORD_FORMAT, EpochRecord, RecordError, RunRecord
 
 
 @dataclass(frozen=True)
@@ -224,7 +224,7 @@ class _IterStats:
                 self.max_iter_hits += bst.hit_max_iter
 
     @staticmethod
-    def _summary(per_layer: list[list[int]]) -> tuple[float | None, list[float] | None]:
+    def summary(per_layer: list[list[int]]) -> tuple[float | None, list[float] | None]:
         if not per_layer[0]:
             return None, None
         means = [sum(v) / len(v) for v in per_layer]
@@ -237,11 +237,11 @@ def _no_grad_forward(model: DEQClassifier, x: torch.Tensor) -> None:
         model(x)
 
 
-def _epoch_line(rec: dict, e: dict) -> str:
-    return (f"[{rec['dataset']} {rec['method']} seed {rec['seed']}] epoch {e['epoch']}/{rec['hparams']['epochs']}: "
-            f"train loss {e['train_loss']:.4f} acc {e['train_acc']:.2f}% | test loss {e['test_loss']:.4f} "
-            f"acc {e['test_acc']:.2f}% | iters fwd {e['fwd_iters']:.1f} bwd {e['bwd_iters']:.1f} "
-            f"test {e['test_fwd_iters']:.1f} | {e['seconds']:.1f}s")
+def _epoch_line(rec: RunRecord, e: EpochRecord) -> str:
+    return (f"[{rec.dataset} {rec.method} seed {rec.seed}] epoch {e.epoch}/{rec.hparams['epochs']}: "
+            f"train loss {e.train_loss:.4f} acc {e.train_acc:.2f}% | test loss {e.test_loss:.4f} "
+            f"acc {e.test_acc:.2f}% | iters fwd {e.fwd_iters:.1f} bwd {e.bwd_iters:.1f} "
+            f"test {e.test_fwd_iters:.1f} | {e.seconds:.1f}s")
 
 
 class Trainer:
@@ -280,9 +280,9 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation
         self.record = self._new_record()
 
-    def _new_record(self) -> dict:
+    def _new_record(self) -> RunRecord:
         c = self.cfg
-        return {
+        return RunRecord.from_json({
             "format": RECORD_FORMAT, "status": "running",
             "dataset": self.data.info.name, "method": self.model.spec.method.name, "seed": c.seed,
             "data": {k: v for k, v in self.data.stats().items() if k not in ("channels", "size", "classes")},
@@ -294,18 +294,13 @@ class Trainer:
             "environment": environment(self.device),
             "limits": {"train_limit": c.train_limit, "test_limit": c.test_limit},
             "epochs": [],
-        }
+        }, str(self.out), finished=False)
 
     # ----------------------------------------------------------------- checkpoints
 
-    def _identity(self) -> dict:
-        """What must match for a checkpoint to be resumed."""
-        r = self.record
-        return {k: r[k] for k in ("dataset", "method", "seed", "hparams", "limits", "n_params")}
-
     def save_checkpoint(self) -> None:
         _atomic_torch_save(self.ckpt, {
-            "identity": self._identity(), "record": self.record,
+            "identity": self.record.identity(), "record": self.record.to_json(),
             "model": self.model.state_dict(), "opt": self.opt.state_dict(),
             "sched": self.sched.state_dict(), "gen": self.gen.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -315,9 +310,9 @@ class Trainer:
     def save_weights(self, path: Path) -> None:
         """The final model, small and self-describing: what :func:`load_trained` reads."""
         _atomic_torch_save(path, {
-            "format": WEIGHTS_FORMAT, "status": self.record["status"],
+            "format": WEIGHTS_FORMAT, "status": self.record.status,
             "run": {k: getattr(self.cfg, k) for k in _MODEL_FIELDS},
-            "n_params": self.record["n_params"], "epochs_trained": len(self.record["epochs"]),
+            "n_params": self.record.n_params, "epochs_trained": len(self.record.epochs),
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
         })
 
@@ -326,7 +321,7 @@ class Trainer:
         if not self.ckpt.exists():
             return False
         state = torch.load(self.ckpt, map_location=self.device, weights_only=False)
-        if state["identity"] != self._identity():
+        if state["identity"] != self.record.identity():
             raise ConfigError(
                 f"{self.ckpt} belongs to a different run ({state['identity']['dataset']}, "
                 f"{state['identity']['method']}, seed {state['identity']['seed']}, other settings); "
@@ -338,11 +333,12 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        self.record = state["record"]
+        self.record = RunRecord.from_json(state["record"], str(self.ckpt), finished=False,
+                                          path=str(self.out))
         env = environment(self.device)
-        if self.record.get("environment") not in (None, env):
-            self.record.setdefault("resumed", []).append(
-                {"at_epoch": len(self.record["epochs"]) + 1, "environment": env})
+        if self.record.environment not in (None, env):
+            self.record = self.record.with_(resumed=(*(self.record.resumed or ()), {
+                "at_epoch": len(self.record.epochs) + 1, "environment": env}))
         return True
 
     # ----------------------------------------------------------------- epochs
@@ -401,8 +397,8 @@ class Trainer:
             loss_sum += loss.detach() * len(yb)
             correct += (logits.argmax(1) == yb).sum()
         n = len(self.train_split)
-        fwd, fwd_l = stats._summary(stats.fwd)
-        bwd, bwd_l = stats._summary(stats.bwd)
+        fwd, fwd_l = stats.summary(stats.fwd)
+        bwd, bwd_l = stats.summary(stats.bwd)
         out = {"train_loss": loss_sum.item() / n, "train_acc": 100.0 * correct.item() / n,
                "fwd_iters": fwd, "bwd_iters": bwd, "fwd_iters_per_layer": fwd_l,
                "bwd_iters_per_layer": bwd_l, "max_iter_hits": stats.max_iter_hits}
@@ -434,7 +430,7 @@ class Trainer:
             correct += (logits.argmax(1) == yb).sum()
             stats.add(layers, backward=False)
         n = len(self.test_split)
-        fwd, fwd_l = stats._summary(stats.fwd)
+        fwd, fwd_l = stats.summary(stats.fwd)
         weights = [l.effective_weight() for l in layers]
         min_w = (min(float(W.min()) for W in weights)
                  if all(isinstance(W, torch.Tensor) for W in weights) else None)  # monDEQ-SC: an operator
@@ -443,20 +439,21 @@ class Trainer:
                 "test_fwd_iters": fwd, "test_fwd_iters_per_layer": fwd_l,
                 "test_max_iter_hits": stats.max_iter_hits}
 
-    def run(self) -> dict:
+    def run(self) -> RunRecord:
         """Train the remaining epochs, writing checkpoint and record after each one.
 
         Raises:
             NonFiniteLoss: after writing the record of the finished epochs (status "diverged").
         """
-        for epoch in range(len(self.record["epochs"]) + 1, self.hp.epochs + 1):
+        for epoch in range(len(self.record.epochs) + 1, self.hp.epochs + 1):
             lr = self.opt.param_groups[0]["lr"]
             t0 = time.perf_counter()
             try:
                 tr = self.train_epoch(epoch)
             except NonFiniteLoss as e:
-                self.record.update(status="diverged", diverged_at_epoch=epoch, error=str(e))
-                atomic_write_json(self.out, self.record)
+                self.record = self.record.with_(status="diverged", diverged_at_epoch=epoch,
+                                                error=str(e))
+                atomic_write_json(self.out, self.record.to_json())
                 if self.cfg.weights:
                     self.save_weights(Path(self.cfg.weights))
                 raise
@@ -467,24 +464,23 @@ class Trainer:
             hits = tr["max_iter_hits"] + te.pop("test_max_iter_hits")
             entry = {"epoch": epoch, "lr": lr, **tr, **te, "sigma_max": sigma_max(self.model),
                      "max_iter_hits": hits, "seconds": t1 - t0, "eval_seconds": t2 - t1}
-            order = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "fwd_iters",
-                     "bwd_iters", "test_fwd_iters", "fwd_iters_per_layer", "bwd_iters_per_layer",
-                     "test_fwd_iters_per_layer", "sigma_max", "min_weight", "min_input", "jac_fro2", "alpha", "max_iter_hits",
-                     "seconds", "eval_seconds"]
-            self.record["epochs"].append({k: entry[k] for k in order if k in entry})
+            # in the record's field order; a family's own fields (alpha, jac_fro2) only where set
+            self.record = self.record.with_epoch(EpochRecord.from_json(
+                {k: entry[k] for k in EpochRecord.names() if k in entry},
+                f"{self.out}: epoch {epoch}"))
             if hits:
                 warnings.warn(f"{hits} fixed-point solve(s) hit max_iter={self.hp.max_iter} in epoch {epoch} "
-                              f"of {self.record['method']} (counted in the record as max_iter_hits)",
+                              f"of {self.record.method} (counted in the record as max_iter_hits)",
                               RuntimeWarning, stacklevel=2)
             if epoch < self.hp.epochs:  # the last epoch's record is written as complete below
                 self.save_checkpoint()  # before the record: the checkpoint is the source of truth
-                atomic_write_json(self.out, self.record)
+                atomic_write_json(self.out, self.record.to_json())
             if self.cfg.log:
-                print(_epoch_line(self.record, self.record["epochs"][-1]), file=sys.stderr, flush=True)
-        self.record["status"] = "complete"
+                print(_epoch_line(self.record, self.record.epochs[-1]), file=sys.stderr, flush=True)
+        self.record = self.record.with_(status="complete")
         if self.cfg.weights:  # before the record: a complete record implies its weights exist
             self.save_weights(Path(self.cfg.weights))
-        atomic_write_json(self.out, self.record)
+        atomic_write_json(self.out, self.record.to_json())
         self.ckpt.unlink(missing_ok=True)
         return self.record
 
@@ -516,7 +512,7 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> DEQCla
     return model.to(device).eval()
 
 
-def train(cfg: RunConfig) -> dict:
+def train(cfg: RunConfig) -> RunRecord:
     """Run (or resume, or skip if already complete) one training run; returns its record.
 
     Raises:
@@ -527,13 +523,13 @@ def train(cfg: RunConfig) -> dict:
     trainer = Trainer(cfg)
     if out.exists() and not trainer.ckpt.exists():
         try:
-            old = json.loads(out.read_text())
-        except (json.JSONDecodeError, OSError):
+            old = RunRecord.load(out)
+        except RecordError:  # unfinished, unreadable, another format: train it
             old = None
         weights_ok = not cfg.weights or Path(cfg.weights).exists()
-        if (old and old.get("status") == "complete" and weights_ok
-                and {k: old.get(k) for k in trainer._identity()} == trainer._identity()):
+        if (old and old.status == "complete" and weights_ok
+                and old.identity() == trainer.record.identity()):
             return old  # already done: an interrupted workflow never redoes finished runs
-    if not trainer.try_resume():
+    if trainer.try_resume() is False:
         trainer.record = trainer._new_record()
     return trainer.run()

@@ -231,7 +231,7 @@ def test_baseline_runs_write_the_common_record(tmp_path, method, extra):
     cfg = RunConfig(dataset="mnist5k", method=method, seed=0, out=str(tmp_path / "r.json"), epochs=2,
                     train_limit=256 if "SC" not in method else 64, test_limit=64, data_root=str(DATA),
                     log=False, progress=False)
-    rec = train(cfg)
+    rec = train(cfg).to_json()
     assert rec["status"] == "complete" and rec == json.loads((tmp_path / "r.json").read_text())
     for e in rec["epochs"]:
         assert e["fwd_iters"] >= 1 and e["bwd_iters"] >= 1 and e["test_fwd_iters"] >= 1

@@ -11,6 +11,7 @@ import torch
 
 from pcdeq import build_model, claims
 from pcdeq.layers import DEQLinear, PcDEQLinear
+from pcdeq.record import EpochRecord
 from pcdeq.report import Run
 
 
@@ -66,14 +67,20 @@ def test_invariants_catch_a_negative_weight_and_a_bad_pairing():
     assert not inv.pairing_ok and inv.variant is None
 
 
-def _run(method: str, seed: int, sigma=None, fwd=(5.0, 5.0), acc=90.0, n_params=70410) -> Run:
-    epochs = tuple({"epoch": i + 1, "test_acc": acc, "fwd_iters": f, "bwd_iters": f,
-                    "test_fwd_iters": f, "sigma_max": None if sigma is None else sigma[i]}
-                   for i, f in enumerate(fwd))
+def _run(method: str, seed: int, sigma=None, fwd=(5.0, 5.0), acc=90.0, n_params=70410,
+         **per_epoch) -> Run:
+    """A record with these per-epoch values (``per_epoch``: other EpochRecord fields, one value
+    per epoch; fields not given are absent, as in a record made before they were recorded)."""
+    epochs = tuple(EpochRecord.from_json(
+        {"epoch": i + 1, "train_loss": 0.1, "train_acc": acc, "test_loss": 0.1, "test_acc": acc,
+         "fwd_iters": f, "bwd_iters": f, "test_fwd_iters": f,
+         "sigma_max": None if sigma is None else sigma[i],
+         **{k: v[i] for k, v in per_epoch.items()}}, f"epochs[{i}]")
+        for i, f in enumerate(fwd))
     data = {"family": "mnist", "synthetic": False, "description": "test data", "n_train": 100,
             "n_test": 10}
-    return Run(f"/x/{method}/seed{seed}.json", "mnist5k", method, seed, "complete", data,
-               {"epochs": len(epochs)}, n_params, epochs)
+    return Run("complete", "mnist5k", method, seed, data, {"epochs": len(epochs)}, n_params,
+               epochs, path=f"/x/{method}/seed{seed}.json")
 
 
 def _source(runs) -> claims.Source:
@@ -154,10 +161,7 @@ def test_sigmoid_iters_is_the_max_over_seeds_epochs_and_counts():
     """The largest count of any seed decides, wherever it is (the last seed used to win): seed 0
     peaks at 8.2 in the backward count at epoch 1, seed 1 stays below 7."""
     def run(seed, fwd, bwd, test):
-        r = _run("pcDEQ-2-L-Sigmoid", seed, fwd=fwd)
-        for e, b, t in zip(r.epochs, bwd, test):
-            e.update(bwd_iters=b, test_fwd_iters=t)
-        return r
+        return _run("pcDEQ-2-L-Sigmoid", seed, fwd=fwd, bwd_iters=bwd, test_fwd_iters=test)
     runs = [run(0, (5.0, 6.0), (8.2, 6.5), (5.5, 6.1)), run(1, (5.0, 6.9), (5.0, 6.0), (5.2, 6.8))]
     c = claims.claim_sigmoid_iters(_source(runs))
     assert c.verdict == claims.FAILS
@@ -229,10 +233,7 @@ def test_invariants_during_training_from_the_records():
     """Every epoch's min W / min x: a pcDEQ-1 epoch with min x = 0 (float32 underflow or a bug)
     breaks x > 0 and is named; pcDEQ-2 allows x = 0; records without the fields say so."""
     def run(method, seed, w, x):
-        r = _run(method, seed, fwd=(5.0,) * len(w))
-        for e, a, b in zip(r.epochs, w, x):
-            e.update(min_weight=a, min_input=b)
-        return r
+        return _run(method, seed, fwd=(5.0,) * len(w), min_weight=w, min_input=x)
     good = [run("pcDEQ-1-L-Tanh", 0, [0.0, 0.0], [1e-3, 2e-5]), run("pcDEQ-2-L-Sigmoid", 0, [0.0, 0.0], [0.0, 0.0])]
     text, bad = claims.training_invariants(good)
     assert not bad and "every epoch of 2 of 2 pcDEQ runs" in text and "min x (pcDEQ-1) = 2e-05" in text

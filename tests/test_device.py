@@ -117,7 +117,7 @@ def test_training_and_evaluation_create_no_tensor_without_a_device(tmp_path, met
         # shuffling, monDEQ's alpha tuning (batch 0 is mid-epoch of a 1-batch epoch), the
         # iteration statistics, the evaluation, sigma_max and the record.
         logits, loss = tr.train_step(tr.pre(xb[:8]), yb[:8])
-        rec = tr.run()
+        rec = tr.run().to_json()
     assert logits.device.type == "cpu" and loss.device.type == "cpu"
     assert torch.isfinite(logits).all() and torch.isfinite(loss)
     assert rec["status"] == "complete" and rec["device"] == "cpu"
@@ -137,7 +137,7 @@ def test_checkpoint_and_resume_create_no_tensor_without_a_device(tmp_path):
         tr.train_epoch(1)
         tr.save_checkpoint()  # model, optimizer, scheduler, generator and RNG states
         assert again.try_resume()
-        rec = again.run()  # both epochs (none was recorded), a checkpoint after the first
+        rec = again.run().to_json()  # both epochs (none was recorded), a checkpoint after the first
     assert [e["epoch"] for e in rec["epochs"]] == [1, 2] and rec["status"] == "complete"
     assert not again.ckpt.exists()
 
@@ -181,7 +181,7 @@ def test_committed_reference_covers_every_case_with_the_check_sizes():
         assert (run.data["n_train"], run.data["n_test"]) == (size.train_limit, size.test_limit)
         assert run.hparams["batch_size"] == (size.batch_size or hyperparameters(run.dataset, method).batch_size)
         assert raw["device"] == "cpu" and raw["threads"] == gpu_check.REFERENCE_THREADS
-        assert all(e["seconds"] > 0 for e in run.epochs)
+        assert all(e.seconds > 0 for e in run.epochs)
     files = [p for p in REFERENCE.rglob("*") if p.is_file()]
     assert all(p.suffix == ".json" for p in files)  # records only: no weights, no checkpoints
     assert sum(p.stat().st_size for p in files) < 1_000_000
@@ -191,12 +191,13 @@ def test_the_check_runs_are_the_reference_commands_runs(monkeypatch, tmp_path):
     """What --make-reference runs on the CPU (``python -m pcdeq train ...``) and what the
     check trains in-process on the GPU are the same RunConfig, device aside."""
     import pcdeq.train
+    from pcdeq.record import EpochRecord, RunRecord
     seen = []
 
     def fake_train(cfg):
         seen.append(cfg)
-        return {"method": cfg.method, "dataset": cfg.dataset, "seed": cfg.seed,
-                "epochs": [{"test_acc": 0.0, "epoch": 1}]}
+        return RunRecord("complete", cfg.dataset, cfg.method, cfg.seed, {}, {}, 0,
+                         (EpochRecord(epoch=1, test_acc=0.0),))
 
     monkeypatch.setattr(pcdeq.train, "train", fake_train)
     for m, s in gpu_check.planned_runs(seeds=(1,)):

@@ -52,7 +52,7 @@ def test_a_method_within_its_seed_spread_is_stable_and_the_claim_follows(tmp_pat
     root = _root(tmp_path, "pcDEQ-1-L-Softsign")
     rel = Path("mnist5k") / "pcDEQ-1-L-Softsign" / "seed0.json"
     runs = claims.Source.load("quick", root).runs
-    sd = pooled_sd([[math.log(r.epochs[e]["train_loss"]) for r in runs] for e in range(20)])[0]
+    sd = pooled_sd([[math.log(r.epochs[e].train_loss) for r in runs] for e in range(20)])[0]
 
     def nudge(frac):
         def edit(r):

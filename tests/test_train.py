@@ -80,7 +80,7 @@ def test_cli_bad_input_fails_before_work(tmp_path, args, match):
 @pytest.mark.parametrize("kw", [{}, dict(dataset="synthetic-cifar10", method="pcDEQ-1-MC-ReLU6*",
                                          train_limit=64, test_limit=32)], ids=["L", "MC*"])
 def test_resume_equals_uninterrupted(tmp_path, monkeypatch, kw):
-    full = train(_cfg(tmp_path / "a", **kw))
+    full = train(_cfg(tmp_path / "a", **kw)).to_json()
     calls = {"n": 0}
     orig = Trainer.train_epoch
 
@@ -98,17 +98,17 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch, kw):
     assert partial["status"] == "running" and len(partial["epochs"]) == 2
     assert checkpoint_path(tmp_path / "b" / "run.json").exists()
     monkeypatch.setattr(Trainer, "train_epoch", orig)
-    resumed = train(cfg)
+    resumed = train(cfg).to_json()
     assert _strip_timing(resumed) == _strip_timing(full)
     # A finished run is not redone.
     monkeypatch.setattr(Trainer, "run", lambda self: pytest.fail("finished run was redone"))
-    assert train(cfg) == resumed
+    assert train(cfg).to_json() == resumed
 
 
 def test_deterministic_and_seed_dependent(tmp_path):
-    a = train(_cfg(tmp_path / "a", epochs=2))
-    b = train(_cfg(tmp_path / "b", epochs=2))
-    c = train(_cfg(tmp_path / "c", epochs=2, seed=4))
+    a = train(_cfg(tmp_path / "a", epochs=2)).to_json()
+    b = train(_cfg(tmp_path / "b", epochs=2)).to_json()
+    c = train(_cfg(tmp_path / "c", epochs=2, seed=4)).to_json()
     assert _strip_timing(a) == _strip_timing(b)
     assert a["epochs"][-1]["train_loss"] != c["epochs"][-1]["train_loss"]
 
@@ -131,7 +131,7 @@ def test_non_finite_loss_stops_and_keeps_finished_epochs(tmp_path, monkeypatch):
 
 def test_max_iter_hits_are_counted_and_warned(tmp_path):
     with pytest.warns(RuntimeWarning, match="hit max_iter=2"):
-        rec = train(_cfg(tmp_path, max_iter=2, epochs=1))
+        rec = train(_cfg(tmp_path, max_iter=2, epochs=1)).to_json()
     assert rec["epochs"][0]["max_iter_hits"] > 0
     assert rec["hparams"]["max_iter"] == 2
 
@@ -166,7 +166,7 @@ def test_bad_overrides_refused(tmp_path):
 
 def test_learns_real_mnist5k(tmp_path):
     """pcDEQ-1-L-ReLU6 reaches >= 90% test accuracy on the real MNIST 5k subset in 5 epochs."""
-    rec = train(_cfg(tmp_path, epochs=5, train_limit=None, test_limit=None, seed=0))
+    rec = train(_cfg(tmp_path, epochs=5, train_limit=None, test_limit=None, seed=0)).to_json()
     assert rec["data"]["n_train"] == 4000 and rec["data"]["n_test"] == 1000
     assert rec["epochs"][-1]["test_acc"] >= 90.0
     sig = [e["sigma_max"] for e in rec["epochs"]]
@@ -184,7 +184,7 @@ def test_weights_rebuild_the_trained_model(tmp_path, method):
 
     weights = tmp_path / "run.pt"
     rec = train(_cfg(tmp_path, method=method, epochs=1, train_limit=256, test_limit=128,
-                     weights=str(weights)))
+                     weights=str(weights))).to_json()
     model = load_trained(weights)
     assert not model.training and sum(p.numel() for p in model.parameters()) == rec["n_params"]
     hp = hyperparameters("mnist5k", method)

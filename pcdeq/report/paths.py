@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ..hparams import FAMILY_GROUPS, PAPER_DATASET_NAMES, parse_method
+from ..record import RECORD_FORMAT  # re-exported: the report's readers name it
 
-RECORD_FORMAT = "pcdeq-run/1"
 FAMILIES: tuple[str, ...] = tuple(PAPER_DATASET_NAMES)  # mnist, svhn, cifar10
 
 # --------------------------------------------------------------------------------- paths

@@ -11,141 +11,33 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..hparams import PAPER_DATASET_NAMES, ConfigError, dataset_info, methods_for, parse_method
-from .paths import _ALL_ARCHS, ARTIFACTS, FAMILIES, RECORD_FORMAT, arch_key, safe_method
+from ..record import RecordError, RunRecord
+from .paths import _ALL_ARCHS, ARTIFACTS, FAMILIES, arch_key, safe_method
 
 # ------------------------------------------------------------------------------- records
-class RecordError(ValueError):
-    """A run record that is missing, malformed or unfinished; the message names the file."""
-
-
-_EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "fwd_iters",
-               "bwd_iters", "test_fwd_iters")
-_EPOCH_NULLABLE = ("sigma_max", "jac_fro2", "min_weight", "min_input")
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-@dataclass(frozen=True)
-class Run:
-    """One validated run record."""
-
-    path: str
-    dataset: str
-    method: str
-    seed: int
-    status: str  # "complete" | "diverged"
-    data: dict
-    hparams: dict
-    n_params: int
-    epochs: tuple[dict, ...]
-
-    @property
-    def family(self) -> str:
-        return self.data["family"]
-
-    @property
-    def arch(self) -> str:
-        return arch_key(self.method)
-
-    @property
-    def activation(self) -> str:
-        return parse_method(self.method).activation
-
-    @property
-    def group(self) -> str:
-        """The method's group: pcDEQ, monDEQ, DEQ, DEQ-JR or LipDEQ."""
-        return parse_method(self.method).group
-
-    @property
-    def final_acc(self) -> float:
-        return float(self.epochs[-1]["test_acc"])
-
-    @property
-    def best_acc(self) -> float:
-        return max(float(e["test_acc"]) for e in self.epochs)
-
-    def series(self, key: str) -> list[float | None]:
-        """Per-epoch values of ``key`` (None where the record has null)."""
-        return [None if e.get(key) is None else float(e[key]) for e in self.epochs]
+# The record itself is defined in pcdeq.record; the report reads it through RunRecord.
+Run = RunRecord
 
 
 def load_run(path: str | Path) -> Run:
-    """Read and validate one run record.
+    """Read and validate one finished run record (:meth:`pcdeq.record.RunRecord.load`), and
+    check that it lies where its contents say (``<dataset>/<method>/seed<S>.json``).
 
     Raises:
         RecordError: unreadable, not JSON, wrong format, missing/ill-typed fields, not
             finished (status "running"), or contents that contradict the file's place in
-            the ``<dataset>/<method>/seed<S>.json`` layout. The message starts with the path.
+            the layout. The message starts with the path.
     """
     p = Path(path)
-
-    def bad(msg: str) -> RecordError:
-        return RecordError(f"{p}: {msg}")
-
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise bad(f"cannot read run record ({e.strerror or e})") from None
-    try:
-        rec = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise bad(f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
-    if not isinstance(rec, dict):
-        raise bad("not a run record (expected a JSON object)")
-    if rec.get("format") != RECORD_FORMAT:
-        raise bad(f"format is {rec.get('format')!r}, expected {RECORD_FORMAT!r}")
-    for key, typ in (("status", str), ("dataset", str), ("method", str), ("seed", int),
-                     ("data", dict), ("hparams", dict), ("n_params", int), ("epochs", list)):
-        if key not in rec:
-            raise bad(f"missing field {key!r}")
-        if not isinstance(rec[key], typ) or isinstance(rec[key], bool):
-            raise bad(f"field {key!r} should be {typ.__name__}, got {type(rec[key]).__name__}")
-    if rec["status"] == "running":
-        raise bad("the run is not finished (status 'running'); rerun its training job "
-                  "(the same command resumes from its checkpoint)")
-    if rec["status"] not in ("complete", "diverged"):
-        raise bad(f"unknown status {rec['status']!r}")
-    try:
-        parse_method(rec["method"])
-        info = dataset_info(rec["dataset"])
-    except ConfigError as e:
-        raise bad(str(e)) from None
-    for key in ("family", "synthetic", "description", "n_train", "n_test"):
-        if key not in rec["data"]:
-            raise bad(f"missing field 'data.{key}'")
-    if rec["data"]["family"] != info.family:
-        raise bad(f"data.family {rec['data']['family']!r} does not match dataset {info.name!r}")
-    for key in ("epochs", "lr", "lr_decay_epoch", "weight_decay", "batch_size", "channels"):
-        if key not in rec["hparams"]:
-            raise bad(f"missing field 'hparams.{key}'")
-    if not rec["epochs"] and rec["status"] == "complete":
-        raise bad("status 'complete' but no finished epoch ('epochs' is empty)")
-    for i, e in enumerate(rec["epochs"]):
-        if not isinstance(e, dict):
-            raise bad(f"epochs[{i}] is not an object")
-        for key in _EPOCH_KEYS:
-            if not _is_number(e.get(key)):
-                raise bad(f"epochs[{i}].{key} should be a number, got {e.get(key)!r}")
-        for key in _EPOCH_NULLABLE:
-            if e.get(key) is not None and not _is_number(e[key]):
-                raise bad(f"epochs[{i}].{key} should be a number or null, got {e[key]!r}")
-        if e["epoch"] != i + 1:
-            raise bad(f"epochs[{i}].epoch is {e['epoch']}, expected {i + 1}")
-    if rec["status"] == "complete" and len(rec["epochs"]) != rec["hparams"]["epochs"]:
-        raise bad(f"status 'complete' but {len(rec['epochs'])} of "
-                  f"{rec['hparams']['epochs']} epochs recorded")
+    run = RunRecord.load(p)
     # A record copied to the wrong place would silently pollute a table: check the layout.
     if re.fullmatch(r"seed\d+\.json", p.name):
         where = (p.parent.parent.name, p.parent.name, p.name)
-        want = (rec["dataset"], safe_method(rec["method"]), f"seed{rec['seed']}.json")
+        want = (run.dataset, safe_method(run.method), f"seed{run.seed}.json")
         if where != want:
-            raise bad(f"holds {rec['dataset']}/{safe_method(rec['method'])}/seed{rec['seed']} "
-                      f"but lies at {'/'.join(where)}")
-    return Run(path=str(p), dataset=rec["dataset"], method=parse_method(rec["method"]).name,
-               seed=rec["seed"], status=rec["status"], data=rec["data"],
-               hparams=rec["hparams"], n_params=rec["n_params"], epochs=tuple(rec["epochs"]))
+            raise RecordError(f"{p}: holds {run.dataset}/{safe_method(run.method)}/seed{run.seed} "
+                              f"but lies at {'/'.join(where)}")
+    return run
 
 
 def find_records(root: str | Path) -> list[Path]:

@@ -236,15 +236,15 @@ def _profile_change(experiment: dict | None, method: str, epochs: int, decay: in
 
 def _first_last(runs: Sequence[Run], key: str) -> str:
     """Mean over runs of ``key`` in the first and in the last epoch: 'a -> b'."""
-    first = [r.epochs[0].get(key) for r in runs]
-    last = [r.epochs[-1].get(key) for r in runs]
+    first = [r.epochs[0].value(key) for r in runs]
+    last = [r.epochs[-1].value(key) for r in runs]
     if not runs or any(v is None for v in first + last):
         return "—"
     return f"{statistics.fmean(first):.1f} → {statistics.fmean(last):.1f}"
 
 
 def _last_mean(runs: Sequence[Run], key: str, fmt: str = "{:.3f}") -> str:
-    vals = [r.epochs[-1].get(key) for r in runs]
+    vals = [r.epochs[-1].value(key) for r in runs]
     vals = [v for v in vals if v is not None]
     return fmt.format(statistics.fmean(vals)) if vals else "—"
 
@@ -262,7 +262,7 @@ def _protocol(run: Run) -> str:
     if "lip_bound" in hp:
         parts.append(f"c {hp['lip_bound']:g}")
     if "mon_alpha" in hp:
-        alphas = [e.get("alpha") for e in run.epochs if e.get("alpha")]
+        alphas = [e.alpha for e in run.epochs if e.alpha]
         tuned = f" → {alphas[-1][0]:g}" if alphas else ""
         parts.append(f"m {hp['mon_m']:g}, PR α {hp['mon_alpha']:g}{tuned}")
     return ", ".join(parts)
@@ -296,8 +296,8 @@ def stable_deq_table(runs: Sequence[Run], profile: str) -> Table:
             runs_txt = f"{len(s.seeds)} x {s.epochs} ep"
             if s.diverged:
                 runs_txt += f" (+{len(s.diverged)} diverged)"
-            hits = sum(int(e.get("max_iter_hits") or 0) for r in rs for e in r.epochs)
-            secs = [statistics.fmean(e["seconds"] for e in r.epochs) for r in ok if r.epochs]
+            hits = sum(int(e.max_iter_hits or 0) for r in rs for e in r.epochs)
+            secs = [statistics.fmean(e.seconds for e in r.epochs) for r in ok if r.epochs]
             rows.append([s.method, f"{s.n_params:,}", _pm(s.final) if ok else "diverged",
                          _first_last(ok, "fwd_iters"), _first_last(ok, "bwd_iters"), str(hits),
                          f"{statistics.fmean(secs):.1f}" if secs else "—",

@@ -68,7 +68,7 @@ rule beyond_contraction:
         notebook="notebooks/beyond_contraction.ipynb",
         weights=weights(RUNS),
         profile=PROFILE_RECORD,
-        code=REPORT_CODE + ["pcdeq/beyond_contraction.py", "pcdeq/claims.py", "pcdeq/theory.py"],
+        code=REPORT_CODE + ["pcdeq/beyond_contraction.py", "pcdeq/claims.py", *THEORY_CODE],
     output:
         pdf=BEYOND_FILES[0],
         png=report(BEYOND_FILES[1], caption=REPORT_CAPTION, category=REPORT_SECTIONS["fig15"],

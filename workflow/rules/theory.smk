@@ -8,13 +8,15 @@
 #   notebooks/linear_deq_dynamics.ipynb -> Figure 14 (gradient descent on linear DEQs)
 
 import json
+from pathlib import Path
 
 from pcdeq.report import artifact_paths
 
 THEORY_GEOMETRY_FIGURE: str = "fig13_fixed_point_geometry"
 THEORY_GEOMETRY_TABLE: str = "table9_convergence"
 THEORY_DYNAMICS_FIGURE: str = "fig14_linear_deq_dynamics"
-THEORY_CODE: list[str] = ["pcdeq/theory.py", "pcdeq/solver.py", "pcdeq/layers.py",
+THEORY_CODE: list[str] = [*sorted(str(p) for p in Path("pcdeq/theory").glob("*.py")),
+                          "pcdeq/solver.py", "pcdeq/layers.py",
                           "pcdeq/hparams.py", *REPORT_CODE]
 
 # Every file the theory notebooks write (an input of `rule all`).

@@ -11,10 +11,11 @@ there is kept (the script resumes an interrupted batch); each run resumes from i
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
+
+from pcdeq.record import RunRecord
 
 
 def main() -> int:
@@ -31,23 +32,23 @@ def main() -> int:
     if not recs:
         sys.exit(f"no records under {root}/: commit the profile's reference records first")
     for rec in recs:
-        r = json.loads(rec.read_text())
-        if (a.methods and r["method"] not in a.methods) or r["seed"] not in a.seeds:
+        r = RunRecord.load(rec)
+        if (a.methods and r.method not in a.methods) or r.seed not in a.seeds:
             continue
-        if r["threads"] == a.threads:
+        if r.threads == a.threads:
             sys.exit(f"{rec} already ran with {a.threads} threads: choose another count")
         out = out_root / rec.relative_to(root)
         if out.exists():
             print(f"done already: {out}")
             continue
         out.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pcdeq", "train", "--dataset", r["dataset"], "--method",
-               r["method"], "--seed", str(r["seed"]), "--epochs", str(r["hparams"]["epochs"]),
+        cmd = [sys.executable, "-m", "pcdeq", "train", "--dataset", r.dataset, "--method",
+               r.method, "--seed", str(r.seed), "--epochs", str(r.hparams["epochs"]),
                "--out", f"{out}.part", "--device", "cpu", "--data-root", a.data_root,
                "--threads", str(a.threads), "--quiet"]
         for k, flag in (("train_limit", "--train-limit"), ("test_limit", "--test-limit")):
-            if (r.get("limits") or {}).get(k) is not None:
-                cmd += [flag, str(r["limits"][k])]
+            if (r.limits or {}).get(k) is not None:
+                cmd += [flag, str(r.limits[k])]
         print(" ".join(cmd), flush=True)
         rc = subprocess.call(cmd)
         if rc != 0:
