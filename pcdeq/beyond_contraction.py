@@ -209,7 +209,7 @@ def _solve(g: ScaledMap, z: Tensor, st: Settings, *, thompson_ok: bool
     done = torch.zeros(z.shape[0], dtype=torch.bool)
     to_tol = None
     worst_l2 = worst_t = 0.0
-    prev_l2 = prev_t = None
+    prev_l2 = prev_t = prev_live = None
     zn = g(z)
     for k in range(st.max_iter):
         z, zn = zn, g(zn)

@@ -51,7 +51,6 @@ tolerances on another folder; ``python -m pcdeq.compare --measure REFERENCE`` pr
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import sys
@@ -811,7 +810,7 @@ class Comparison:
                  f"- {len(self.records)} records on both sides, {n_ident} bit-identical; "
                  f"{len(self.missing_fresh)} missing fresh, {len(self.missing_reference)} "
                  f"missing reference, {len(self.unreadable)} unreadable",
-                 f"- differences: test_acc, fwd/bwd/test_fwd_iters absolute (points, "
+                 "- differences: test_acc, fwd/bwd/test_fwd_iters absolute (points, "
                  f"iterations); train_loss, sigma_max relative, |a - b| / max(|a|, |b|); "
                  f"timing never compared",
                  "", f"**{verdict}**", ""]

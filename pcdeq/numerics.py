@@ -82,6 +82,8 @@ def kernel_path_pairs(root: str | Path, runs: Sequence[Run]) -> list[PathPair]:
     out = []
     for folder in sorted(p for p in base.iterdir() if p.is_dir()):
         for b in load_runs(folder):
+            if b.data["synthetic"]:  # stand-ins are no evidence (``runs`` holds none)
+                continue
             a = by_key.get((b.dataset, b.method, b.seed))
             if a is None:
                 raise ValueError(f"{b.path}: no record of {b.method} seed {b.seed} in {root}/ to "

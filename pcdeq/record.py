@@ -11,7 +11,6 @@ a record read and written again is byte-identical.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any

@@ -1,6 +1,8 @@
 """Fixed-point solvers and the implicit backward pass (paper Section 5).
 
-Solvers are registered by name and share one signature (torchdeq style)::
+Solvers are registered by name and share one signature (torchdeq style): ``fixed_point`` (the
+paper's plain iteration), ``anderson`` and ``broyden`` (MDEQ's and the Lipschitz multiscale
+DEQ's, with their reference code's stopping rules and lowest-residual return)::
 
     z, stats = solver(f, z0, tol=1e-4, max_iter=200)
 
@@ -123,6 +125,133 @@ def fixed_point_iter(f: Callable[[Tensor], Tensor], z0: Tensor, *, tol: float = 
     return z, SolverStats(max_iter, res, True, residuals)
 
 
+def _rows(t: Tensor) -> Tensor:
+    """(B, ...) -> (B, D): one row per batch sample (a copy where t is not contiguous)."""
+    return t.reshape(t.shape[0], -1)
+
+
+@register_solver("anderson")
+def anderson(f: Callable[[Tensor], Tensor], z0: Tensor, *, tol: float = 1e-3,
+             max_iter: int = 50, trace: bool = False, f_z0: Tensor | None = None,
+             m: int = 6, lam: float = 1e-4, beta: float = 1.0) -> tuple[Tensor, SolverStats]:
+    """Anderson acceleration (type II) as the MDEQ and Lipschitz-MDEQ code run it.
+
+    Per batch sample, the next iterate mixes the last ``m`` evaluations with the weights
+    alpha that minimise ||sum_i alpha_i G_i||, sum alpha = 1, G_i = f(X_i) - X_i (solved as the
+    bordered system [[0, 1^T], [1, G G^T + lam I]] [., alpha] = [1, 0]); X_1 = f(X_0). The
+    residual ||f(X) - X||_F / (||f(X)||_F + 1e-5) is taken over the whole batch tensor, as in
+    :func:`fixed_point_iter` and the reference (``lib/solvers.py`` of locuslab/mdeq and
+    iiduka-researches/Lipschitz_mdeq): the first two evaluations are not tested, the solve
+    stops when the residual is below ``tol``, and the **lowest-residual iterate** is returned.
+
+    Args:
+        f, z0, tol, max_iter, trace, f_z0: as :func:`fixed_point_iter` (``max_iter``: the
+            reference's threshold; it evaluates f at most ``max_iter`` times).
+        m: history size (reference: 6); lam: Tikhonov term (1e-4); beta: mixing (1.0).
+
+    Returns:
+        The lowest-residual iterate and the :class:`SolverStats` (``iters``: evaluations of f
+        up to that iterate; ``residual``: its residual; ``hit_max_iter``: never below tol).
+    """
+    B = z0.shape[0]
+    x0 = _rows(z0)
+    D = x0.shape[1]
+    X = x0.new_zeros(B, m, D)
+    F = x0.new_zeros(B, m, D)
+    X[:, 0] = x0
+    F[:, 0] = _rows(f_z0 if f_z0 is not None else f(z0))
+    X[:, 1] = F[:, 0]
+    F[:, 1] = _rows(f(X[:, 1].reshape(z0.shape)))
+    H = x0.new_zeros(B, m + 1, m + 1)
+    H[:, 0, 1:] = H[:, 1:, 0] = 1
+    rhs = x0.new_zeros(B, m + 1, 1)
+    rhs[:, 0] = 1
+    residuals: list[float] | None = [] if trace else None
+    best, best_k, best_x = float("inf"), 2, X[:, 1].clone()
+    for k in range(2, max_iter):
+        n = min(k, m)
+        G = F[:, :n] - X[:, :n]
+        H[:, 1:n + 1, 1:n + 1] = torch.bmm(G, G.transpose(1, 2)) + lam * torch.eye(
+            n, dtype=x0.dtype, device=x0.device)[None]
+        alpha = torch.linalg.solve(H[:, :n + 1, :n + 1], rhs[:, :n + 1])[:, 1:n + 1, 0]  # (B, n)
+        i = k % m
+        X[:, i] = beta * (alpha[:, None] @ F[:, :n])[:, 0] + (1 - beta) * (alpha[:, None] @ X[:, :n])[:, 0]
+        F[:, i] = _rows(f(X[:, i].reshape(z0.shape)))
+        res = relative_residual(F[:, i], X[:, i])
+        if residuals is not None:
+            residuals.append(res)
+        if res < best:
+            best, best_k, best_x = res, k + 1, X[:, i].clone()
+        if res < tol:
+            return best_x.reshape(z0.shape), SolverStats(best_k, best, False, residuals)
+    return best_x.reshape(z0.shape), SolverStats(best_k, best, True, residuals)
+
+
+@register_solver("broyden")
+def broyden(f: Callable[[Tensor], Tensor], z0: Tensor, *, tol: float = 1e-3,
+            max_iter: int = 50, trace: bool = False, f_z0: Tensor | None = None
+            ) -> tuple[Tensor, SolverStats]:
+    """Broyden's "good" method on g(z) = f(z) - z as MDEQ runs it (no line search, step 1).
+
+    Each batch sample keeps its own inverse-Jacobian estimate -I + sum_j u_j v_j^T, one rank-1
+    update per step; the first step is z_1 = z_0 + g(z_0) = f(z_0). The residual
+    ||g(z)||_F / (||f(z)||_F + 1e-9) is over the whole batch tensor (the reference's "rel"
+    mode). It stops below ``tol``; or below 3 tol after more than 30 steps with little
+    progress (max / min of the last 30 residuals < 1.3); or, a protective break, when the
+    residual exceeds 1e3 times the first one. It returns the **lowest-residual iterate**.
+
+    Args:
+        f, z0, tol, max_iter, trace, f_z0: as :func:`fixed_point_iter` (``max_iter``: steps
+            after the first evaluation, the reference's threshold).
+
+    Returns:
+        The lowest-residual iterate and its :class:`SolverStats` (``iters``: the step at which
+        it was reached; ``hit_max_iter``: the solve did not reach ``tol``).
+    """
+    B = z0.shape[0]
+    x = _rows(z0).clone()
+    fx = _rows(f_z0 if f_z0 is not None else f(z0))
+    gx = fx - x
+    D = x.shape[1]
+    Us = x.new_zeros(B, D, max_iter)  # the columns u_j
+    VTs = x.new_zeros(B, max_iter, D)  # the rows v_j^T
+
+    def matvec(n: int, v: Tensor) -> Tensor:  # (-I + U V^T) v, per sample
+        if n == 0:
+            return -v
+        return -v + torch.einsum("bdn,bn->bd", Us[:, :, :n], torch.einsum("bnd,bd->bn", VTs[:, :n], v))
+
+    def rmatvec(n: int, v: Tensor) -> Tensor:  # v^T (-I + U V^T), per sample
+        if n == 0:
+            return -v
+        return -v + torch.einsum("bn,bnd->bd", torch.einsum("bd,bdn->bn", v, Us[:, :, :n]), VTs[:, :n])
+
+    update = gx.clone()  # -(-I) g(z0)
+    residuals: list[float] = []
+    best, best_k, best_x = float("inf"), 0, x
+    for n in range(1, max_iter + 1):
+        x = x + update
+        fx = _rows(f(x.reshape(z0.shape)))
+        gx_new = fx - x
+        dx, dg = update, gx_new - gx
+        gx = gx_new
+        res = float(torch.linalg.vector_norm(gx) / (torch.linalg.vector_norm(fx) + 1e-9))
+        residuals.append(res)
+        if res < best:
+            best, best_k, best_x = res, n, x.clone()
+        recent = residuals[-30:]
+        if (res < tol or (res < 3 * tol and n > 30 and max(recent) / min(recent) < 1.3)
+                or res > residuals[0] * 1e3 or n == max_iter):
+            break
+        vT = rmatvec(n - 1, dx)
+        u = (dx - matvec(n - 1, dg)) / torch.einsum("bd,bd->b", vT, dg)[:, None]
+        VTs[:, n - 1] = torch.where(torch.isnan(vT), 0.0, vT)  # the reference zeroes NaNs only
+        Us[:, :, n - 1] = torch.where(torch.isnan(u), 0.0, u)
+        update = -matvec(n, gx)
+    return best_x.reshape(z0.shape), SolverStats(best_k, best, best >= tol,
+                                                 residuals if trace else None)
+
+
 # z* -> (f(z*) computed with grad, y -> J_f(z*)^T y): how a map attaches its fixed point to
 # the graph and what the adjoint iteration applies (see implicit_fixed_point).
 Attach = Callable[[Tensor], tuple[Tensor, Callable[[Tensor], Tensor]]]
@@ -146,8 +275,8 @@ def autograd_attach(f: Callable[[Tensor], Tensor]) -> Attach:
 def implicit_fixed_point(f: Callable[[Tensor], Tensor], z0: Tensor, *, solver: str = "fixed_point",
                          tol: float = 1e-4, max_iter: int = 200,
                          backward_stats: list[SolverStats] | None = None,
-                         f_z0: Tensor | None = None, attach: Attach | None = None
-                         ) -> tuple[Tensor, SolverStats]:
+                         f_z0: Tensor | None = None, attach: Attach | None = None,
+                         backward_max_iter: int | None = None) -> tuple[Tensor, SolverStats]:
     """Solve z* = f(z*) and make z* differentiable by implicit differentiation.
 
     The forward solve runs without a graph. If gradients are needed, the map is applied once
@@ -166,6 +295,7 @@ def implicit_fixed_point(f: Callable[[Tensor], Tensor], z0: Tensor, *, solver: s
         f_z0: f(z0) if known without evaluating f (see :func:`fixed_point_iter`).
         attach: the map's own :data:`Attach` (a DEQ layer applies J^T directly, one transposed
             operator per adjoint iteration); default :func:`autograd_attach` of ``f``.
+        backward_max_iter: the adjoint solve's cap (default ``max_iter``; MDEQ: B_THRES).
 
     Returns:
         z* (attached to the graph when grad is enabled) and the forward solve's stats.
@@ -182,7 +312,8 @@ def implicit_fixed_point(f: Callable[[Tensor], Tensor], z0: Tensor, *, solver: s
     def backward_hook(grad: Tensor) -> Tensor:
         def vjp(y: Tensor) -> Tensor:
             return jac_t(y).add_(grad)
-        y, bstats = solve(vjp, grad, tol=tol, max_iter=max_iter)
+        y, bstats = solve(vjp, grad, tol=tol,
+                          max_iter=max_iter if backward_max_iter is None else backward_max_iter)
         if backward_stats is not None:
             backward_stats.append(bstats)
         return y

@@ -83,6 +83,13 @@ def test_missing_or_mismatched_kernel_path_records_are_named(tmp_path):
     c = claims.claim_numerical_stability(claims.Source.load("quick", root))
     assert c.verdict == claims.UNTESTABLE and "not the same run" in c.why and "hparams" in c.why
     shutil.rmtree(root / "kernel_paths")
+    # a synthetic stand-in's record is passed over, as the claims pass over its twin
+    _copy(TWO / "reference" / rel, root / "kernel_paths" / "threads1" / "synthetic-cifar10"
+          / "pcDEQ-1-L-Softsign" / "seed0.json",
+          lambda r: r.update(dataset="synthetic-cifar10", data={**r["data"], "family": "cifar10",
+                                                                "synthetic": True}))
+    assert kernel_path_pairs(root, claims.Source.load("quick", root).runs) == []
+    shutil.rmtree(root / "kernel_paths")
     _copy(root / rel, root / "kernel_paths" / "threads1" / "mnist5k" / "pcDEQ-1-L-Softsign" / "seed7.json",
           lambda r: r.update(seed=7))
     with pytest.raises(ValueError, match="no record of pcDEQ-1-L-Softsign seed 7"):

@@ -35,6 +35,8 @@ def main() -> int:
         r = RunRecord.load(rec)
         if (a.methods and r.method not in a.methods) or r.seed not in a.seeds:
             continue
+        if r.data["synthetic"]:  # a stand-in is no evidence for C9 either
+            continue
         if r.threads == a.threads:
             sys.exit(f"{rec} already ran with {a.threads} threads: choose another count")
         out = out_root / rec.relative_to(root)
