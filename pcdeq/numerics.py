@@ -88,8 +88,7 @@ def kernel_path_pairs(root: str | Path, runs: Sequence[Run]) -> list[PathPair]:
             if a is None:
                 raise ValueError(f"{b.path}: no record of {b.method} seed {b.seed} in {root}/ to "
                                  "compare it with; a kernel-path record needs its twin there")
-            ra, rb = a.to_json(), b.to_json()
-            diff = [k for k in COMPARABLE_FIELDS if ra.get(k) != rb.get(k)]
+            diff = [k for k in COMPARABLE_FIELDS if getattr(a, k) != getattr(b, k)]
             if diff or len(a.epochs) != len(b.epochs):
                 raise ValueError(f"{b.path}: not the same run as {a.path} (differ: "
                                  f"{', '.join(diff) or 'number of epochs'})")
