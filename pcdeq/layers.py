@@ -16,67 +16,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ClassVar, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .hparams import ConfigError, check_variant
+from .activations import ACTIVATION_FNS, ACTIVATIONS_, Activation, check_variant  # noqa: F401 (re-exported)
+from .errors import ConfigError
 from .solver import Attach, SolverStats, implicit_fixed_point
-
-# ------------------------------------------------------------------ activations
-# y -> y * sigma'(u), built from the pre-activation u and the output s = sigma(u) of the step
-# that attaches z* to the graph; applied once per adjoint iteration.
-ActivationVJP = Callable[[Tensor], Tensor]
-
-
-def _softsign_(u: Tensor, scratch: Tensor | None = None) -> Tensor:
-    # F.softsign's ops, in place; the denominator in a buffer the caller keeps across iterations
-    return u.div_(torch.abs(u, out=scratch).add_(1) if scratch is not None else u.abs().add_(1))
-
-
-def _inplace(fn: Callable[[Tensor], Tensor]) -> Callable[..., Tensor]:
-    return lambda u, scratch=None: fn(u)
-
-
-def _softsign_vjp(u: Tensor, s: Tensor) -> ActivationVJP:
-    d = (u.abs() + 1).pow_(-2)  # softsign'(u) = 1 / (1 + |u|)^2, once per backward pass
-    return lambda y: y * d
-
-
-@dataclass(frozen=True)
-class Activation:
-    """An activation of the DEQ layers, in the three forms the layer needs.
-
-    Attributes:
-        fn: sigma, out of place (used with grad).
-        fn_: sigma in place on a buffer the caller owns (the forward solve, without grad):
-            the same kernels as ``fn``, so the same bits, without a fresh buffer per iteration;
-            ``fn_(u, scratch)`` may use ``scratch`` (u's shape) for an intermediate result.
-        vjp: (u, s) -> (y -> y * sigma'(u)). Except for softsign these are the kernels autograd
-            runs for ``fn`` (same bits as a vector-Jacobian product by autograd).
-    """
-
-    fn: Callable[[Tensor], Tensor]
-    fn_: Callable[..., Tensor]
-    vjp: Callable[[Tensor, Tensor], ActivationVJP]
-    needs_scratch: bool = False  # fn_ uses the scratch buffer (softsign's denominator)
-
-
-ACTIVATIONS_: dict[str, Activation] = {
-    "relu": Activation(F.relu, _inplace(torch.relu_),
-                       lambda u, s: lambda y: torch.ops.aten.threshold_backward(y, s, 0)),
-    "relu6": Activation(F.relu6, _inplace(lambda u: F.relu6(u, inplace=True)),
-                        lambda u, s: lambda y: torch.ops.aten.hardtanh_backward(y, u, 0.0, 6.0)),
-    "tanh": Activation(torch.tanh, _inplace(torch.tanh_),
-                       lambda u, s: lambda y: torch.ops.aten.tanh_backward(y, s)),
-    "softsign": Activation(F.softsign, _softsign_, _softsign_vjp, needs_scratch=True),
-    "sigmoid": Activation(torch.sigmoid, _inplace(torch.sigmoid_),
-                          lambda u, s: lambda y: torch.ops.aten.sigmoid_backward(y, s)),
-}
-ACTIVATION_FNS: dict[str, Callable[[Tensor], Tensor]] = {k: a.fn for k, a in ACTIVATIONS_.items()}
-
 
 # ------------------------------------------------------------------ operators
 @dataclass(frozen=True)
@@ -155,6 +103,14 @@ class WeightNorm(nn.Module):
     def forward(self) -> Tensor:
         """The effective W (computed once per layer call, never inside the solver loop)."""
         return self.g * self.v / self._row_norm(self.v)
+
+    def project_(self) -> None:
+        """No constraint: W is free (the standard DEQ)."""
+
+    def operator_norm(self) -> float | None:
+        """Not computed every epoch: no constraint needs it (a conv layer's norm is an FFT over
+        the feature-map torus; the claims compute it from the saved weights)."""
+        return None
 
 
 class NonnegativeWeightNorm(WeightNorm):
@@ -311,10 +267,23 @@ class JacobianRegularizer(nn.Module):
 class SolveStats:
     """What the trainer and the benchmark read from every DEQ layer, whatever its solver:
     ``last_fwd_stats`` (set by each call) and the backward solves' stats, appended to
-    ``_bwd_stats`` while the backward pass runs (reset by each call)."""
+    ``_bwd_stats`` while the backward pass runs (reset by each call).
+
+    With the other members of :class:`EquilibriumLayer` defaulted here, a layer of any family
+    (:class:`DEQLayer`, :class:`~pcdeq.mondeq.MonDEQ`) answers the trainer's questions without
+    the trainer probing for attributes.
+    """
 
     last_fwd_stats: SolverStats | None
     _bwd_stats: list[SolverStats]
+    tunes_alpha: ClassVar[bool] = False  # monDEQ tunes its Peaceman-Rachford step in training
+    aux_loss: Tensor | None = None  # the extra loss term of the last training call
+    last_jac_fro2: float | None = None  # the Jacobian regularizer's estimate of the last call
+
+    @property
+    def regularized(self) -> bool:
+        """Whether training adds the layer's ``aux_loss`` (and records ``last_jac_fro2``)."""
+        return False
 
     @property
     def last_bwd_stats(self) -> SolverStats | None:
@@ -332,11 +301,51 @@ class SolveStats:
         return self.last_bwd_stats.iters if self.last_bwd_stats else None
 
 
+@runtime_checkable
+class EquilibriumLayer(Protocol):
+    """What the trainer, the benchmark and the claims code may ask of a DEQ layer of any
+    method family (a layer is a :class:`SolveStats` plus these).
+
+    Attributes:
+        activation: the activation's table key (:data:`pcdeq.activations.ACTIVATIONS_`).
+        tunes_alpha: the trainer calls ``tune_alpha_(run)`` where monDEQ's train.py does.
+        aux_loss: the extra loss term of the last training call, or None.
+        last_jac_fro2: the Jacobian regularizer's estimate of the last call, or None.
+        last_fwd_stats, last_bwd_stats: the solves' :class:`~pcdeq.solver.SolverStats`.
+    """
+
+    activation: str
+    tunes_alpha: bool
+    aux_loss: Tensor | None
+    last_jac_fro2: float | None
+
+    @property
+    def regularized(self) -> bool: ...
+    @property
+    def last_fwd_stats(self) -> SolverStats | None: ...
+    @property
+    def last_bwd_stats(self) -> SolverStats | None: ...
+
+    def project_(self) -> None:
+        """Apply the weight constraint (after every optimizer step)."""
+
+    def effective_weight(self) -> Tensor | nn.Module:
+        """W as the solver sees it (a dense matrix, a kernel, or an operator module)."""
+
+    def inputs(self, u: Tensor) -> Tensor:
+        """The layer input x formed from the preceding pre-activation u."""
+
+    def weight_operator_norm(self) -> float | None:
+        """||W||_2 where the weight computes it anyway (its constraint needs it), else None."""
+
+
 class DEQLayer(SolveStats, nn.Module):
     """z* = sigma(op(W, z*) + x) with x = input_map(u), solved by a named solver.
 
     Args:
-        weight: a module whose call returns W and that may define ``project_()``.
+        weight: a module whose call returns W, with ``project_()`` (the constraint, applied
+            after every optimizer step) and ``operator_norm()`` (||W||_2 or None), as
+            :class:`WeightNorm`.
         op: how W acts on z and its transpose (:data:`LINEAR` or :data:`CONV3X3`, a 3x3
             same-padding convolution).
         activation: key of :data:`ACTIVATION_FNS`.
@@ -354,8 +363,8 @@ class DEQLayer(SolveStats, nn.Module):
                  solver: str = "fixed_point", tol: float = 1e-4, max_iter: int = 200,
                  regularizer: nn.Module | None = None) -> None:
         super().__init__()
-        if activation.lower() not in ACTIVATIONS_:
-            raise ValueError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS_)}")
+        if activation.lower() not in ACTIVATION_FNS:
+            raise ValueError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATION_FNS)}")
         self.weight = weight
         self.op = op
         self.activation = activation.lower()
@@ -366,16 +375,20 @@ class DEQLayer(SolveStats, nn.Module):
         self.regularizer = regularizer
         self.last_fwd_stats: SolverStats | None = None
         self._bwd_stats: list[SolverStats] = []
-        self.aux_loss: Tensor | None = None  # the regularizer's loss term of the last call
-        self.last_jac_fro2: float | None = None  # its ||J||_F^2 / d estimate (JR)
 
     def effective_weight(self) -> Tensor:
         return self.weight()
 
     def project_(self) -> None:
         """Apply the weight constraint (call after every optimizer step)."""
-        if hasattr(self.weight, "project_"):
-            self.weight.project_()
+        self.weight.project_()
+
+    def weight_operator_norm(self) -> float | None:
+        return self.weight.operator_norm()
+
+    @property
+    def regularized(self) -> bool:
+        return self.regularizer is not None
 
     def inputs(self, u: Tensor) -> Tensor:
         """The layer input x = input_map(u)."""

@@ -1,22 +1,27 @@
-"""The paper's architectures L, SC and MC (Appendix B), monDEQ's (Winston & Kolter 2020), and
-``build_model`` for every method family.
+"""The paper's architectures L, SC and MC (Appendix B), and ``build_model`` for every method
+family.
 
 Every model is a stack of :class:`DEQStage` s (pre-layer -> BN -> DEQ -> pool -> BN)
-followed by a classifier head; the sizes come from :mod:`pcdeq.hparams`, never from here.
-The harness baselines (DEQ, DEQ-JR, LipDEQ) are the paper's architectures with another DEQ
-layer; monDEQ keeps its own (no BN, circular convolution, border ReLU).
+followed by a classifier head; the sizes come from the family's hyperparameters, never from
+here. Each family (:mod:`pcdeq.families`) builds its model: the harness baselines (DEQ,
+DEQ-JR, LipDEQ) put another DEQ layer into :func:`paper_model`; monDEQ keeps its own
+architecture (no BN, circular convolution, border ReLU).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import Tensor, nn
 
-from .hparams import ConfigError, HParams, Method, dataset_info, hyperparameters, parse_method
-from .layers import (DEQConv2d, DEQLayer, DEQLinear, JacobianRegularizer, LipDEQConv2d,
-                     LipDEQLinear, PcDEQConv2d, PcDEQLinear)
+from .errors import ConfigError
+from .hparams import DatasetInfo, HParams, dataset_info
+from .layers import EquilibriumLayer
+
+if TYPE_CHECKING:
+    from .families import Method
 
 
 class DEQStage(nn.Module):
@@ -46,7 +51,7 @@ class ModelSpec:
     """What a model was built from; stored in run records."""
 
     dataset: str
-    method: Method
+    method: "Method"
     hparams: HParams
     solver: str = "fixed_point"
     extra: dict = field(default_factory=dict)
@@ -67,10 +72,10 @@ class DEQClassifier(nn.Module):
     def aux_loss(self) -> Tensor | None:
         """The sum of the DEQ layers' extra loss terms of the last call (Jacobian
         regularization), or None when there are none."""
-        terms = [l.aux_loss for l in self.deq_layers() if getattr(l, "aux_loss", None) is not None]
+        terms = [l.aux_loss for l in self.deq_layers() if l.aux_loss is not None]
         return sum(terms) if terms else None
 
-    def deq_layers(self) -> list[DEQLayer]:
+    def deq_layers(self) -> list[EquilibriumLayer]:
         return [s.deq for s in self.stages]
 
     @torch.no_grad()
@@ -85,63 +90,44 @@ def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def _deq_layer(m: Method, hp: HParams, n: int, size: int | None, kw: dict) -> nn.Module:
-    """The DEQ layer of a harness method on n features (size=None) or n x size x size maps."""
-    conv = size is not None
-    if m.is_pcdeq:
-        return (PcDEQConv2d if conv else PcDEQLinear)(n, m.variant, m.activation, **kw)
-    if m.family == "LipDEQ":
-        if conv:
-            return LipDEQConv2d(n, (size, size), m.activation, hp.lip_bound, **kw)
-        return LipDEQLinear(n, m.activation, hp.lip_bound, **kw)
-    reg = JacobianRegularizer(hp.jr_weight, hp.jr_prob) if m.family == "DEQ-JR" else None
-    return (DEQConv2d if conv else DEQLinear)(n, m.activation, regularizer=reg, **kw)
+# (features n, spatial size or None for vectors) -> the family's DEQ layer on them.
+LayerFactory = Callable[[int, "int | None"], nn.Module]
+ARCH_WIDTHS = {"L": 1, "SC": 1, "MC": 3}  # how many channel widths each paper architecture takes
 
 
-def _l_model(info, m: Method, hp: HParams, kw: dict) -> tuple[list[DEQStage], nn.Module]:
-    (n,) = hp.channels
-    d_in = info.in_channels * info.size ** 2
-    pre = nn.Sequential(nn.Flatten(), nn.Linear(d_in, n))  # (B, C, H, W) -> (B, n)
-    stage = DEQStage(pre, _deq_layer(m, hp, n, None, kw), n, conv=False)
-    return [stage], nn.Linear(n, info.n_classes)
+def paper_model(info: DatasetInfo, arch: str, hp: HParams,
+                layer: LayerFactory) -> tuple[list[DEQStage], nn.Module]:
+    """The paper's architecture ``arch`` (Appendix B) around a family's DEQ layer.
 
+    L: flatten -> Linear(d, n) -> stage -> Linear(n, classes).  SC / MC: one / three conv
+    stages (the first keeps the size; later MC stages halve it: 3x3, stride 2, no pad) ->
+    AvgPool -> flatten -> Linear.
 
-def _conv_model(info, m: Method, hp: HParams, kw: dict) -> tuple[list[DEQStage], nn.Module]:
+    Args:
+        info: the dataset (input shape, classes).
+        arch: ``L``, ``SC`` or ``MC``.
+        hp: the run's hyperparameters (``channels``: the stage widths).
+        layer: builds the DEQ layer of each stage.
+
+    Returns:
+        The stages and the classifier head.
+    """
+    if arch == "L":
+        (n,) = hp.channels
+        d_in = info.in_channels * info.size ** 2
+        pre = nn.Sequential(nn.Flatten(), nn.Linear(d_in, n))  # (B, C, H, W) -> (B, n)
+        return [DEQStage(pre, layer(n, None), n, conv=False)], nn.Linear(n, info.n_classes)
     stages, c_in, size = [], info.in_channels, info.size
     for i, c in enumerate(hp.channels):
-        # SC and the first MC stage keep the size; later MC stages halve it (3x3, stride 2, no pad).
         pre = nn.Conv2d(c_in, c, 3, padding=1) if i == 0 else nn.Conv2d(c_in, c, 3, stride=2)
         size = size if i == 0 else (size - 3) // 2 + 1
-        stages.append(DEQStage(pre, _deq_layer(m, hp, c, size, kw), c, conv=True))
+        stages.append(DEQStage(pre, layer(c, size), c, conv=True))
         c_in = c
     # SC: AvgPool2d(8): 28 -> 3, 32 -> 4.  MC: AvgPool2d(4) after 28->13->6 or 32->15->7: -> 1.
-    pool = 8 if m.arch == "SC" else 4
+    pool = 8 if arch == "SC" else 4
     out = (size - pool) // pool + 1
     head = nn.Sequential(nn.AvgPool2d(pool), nn.Flatten(), nn.Linear(c_in * out * out, info.n_classes))
     return stages, head
-
-
-def _mondeq_model(info, m: Method, hp: HParams, kw: dict) -> tuple[list[DEQStage], nn.Module]:
-    """monDEQ's SingleFcNet / SingleConvNet (Winston & Kolter 2020, their train.py).
-
-    L: flatten -> U = Linear(d, n) -> z* = relu(W z* + U x) -> Linear(n, 10).
-    SC: zero-pad the image by 1 (28 -> 30) -> U = 3x3 conv on the circularly padded image ->
-    z* = border-relu(W z* + U x) with W a circular 3x3 convolution on the 30 x 30 torus (the
-    zeroed 1-pixel border emulates zero padding) -> AvgPool2d(4) -> Linear(C * 7 * 7, 10).
-    """
-    from .mondeq import MonDEQ, MonotoneConv2d, MonotoneLinear
-
-    (n,) = hp.channels
-    solver_kw = dict(alpha=hp.mon_alpha, tol=kw["tol"], max_iter=kw["max_iter"])
-    if m.arch == "L":
-        pre = nn.Sequential(nn.Flatten(), nn.Linear(info.in_channels * info.size ** 2, n))
-        deq = MonDEQ(MonotoneLinear(n, m=hp.mon_m), **solver_kw)
-        return [DEQStage(pre, deq, n, conv=False, paper=False)], nn.Linear(n, info.n_classes)
-    size = info.size + 2
-    pre = nn.Sequential(nn.ZeroPad2d(1), nn.CircularPad2d(1), nn.Conv2d(info.in_channels, n, 3))
-    deq = MonDEQ(MonotoneConv2d(n, (size, size), m=hp.mon_m), border=1, **solver_kw)
-    head = nn.Sequential(nn.AvgPool2d(4), nn.Flatten(), nn.Linear(n * (size // 4) ** 2, info.n_classes))
-    return [DEQStage(pre, deq, n, conv=True, paper=False)], head
 
 
 def build_model(dataset: str, method: str, *, tol: float | None = None, max_iter: int | None = None,
@@ -166,21 +152,21 @@ def build_model(dataset: str, method: str, *, tol: float | None = None, max_iter
         ConfigError: unknown dataset or method, a pairing outside Lemma 4.2, or a model the
             paper does not define (e.g. L on SVHN).
     """
+    # The families build on this module's architectures, so the registry is looked up here.
+    from .families import METHOD_FAMILIES, hyperparameters, parse_method
+
     info = dataset_info(dataset)
     m = parse_method(method)
+    family = METHOD_FAMILIES[m.family]
     hp = hparams if hparams is not None else hyperparameters(info.name, m)
     hp = replace(hp, tol=hp.tol if tol is None else tol, max_iter=hp.max_iter if max_iter is None else max_iter,
                  channels=hp.channels if channels is None else tuple(channels))
-    if len(hp.channels) != {"L": 1, "SC": 1, "MC": 3}[m.arch]:
-        raise ConfigError(f"{m.arch} models take {1 if m.arch != 'MC' else 3} channel widths, got {hp.channels}")
-    kw = dict(solver=solver, tol=hp.tol, max_iter=hp.max_iter)
-    if m.family == "monDEQ":
-        stages, head = _mondeq_model(info, m, hp, kw)
-        solver = "peaceman_rachford"
-    else:
-        stages, head = (_l_model if m.arch == "L" else _conv_model)(info, m, hp, kw)
-    model = DEQClassifier(stages, head, ModelSpec(info.name, m, hp, solver))
-    if m.arch != "L" and m.family != "monDEQ":  # monDEQ's FFTs want the default layout
+    widths = ARCH_WIDTHS.get(m.arch)
+    if widths is not None and len(hp.channels) != widths:
+        raise ConfigError(f"{m.arch} models take {widths} channel widths, got {hp.channels}")
+    stages, head = family.build(info, m, hp, dict(solver=solver, tol=hp.tol, max_iter=hp.max_iter))
+    model = DEQClassifier(stages, head, ModelSpec(info.name, m, hp, family.solver or solver))
+    if m.arch != "L" and family.channels_last:
         # Channels-last weights make every convolution (and its transpose in the adjoint
         # solve) run channels-last: on CPU (oneDNN) convolutions measured about 2x faster,
         # max-pooling 5x (see README, Performance). The layout follows the weights through

@@ -498,6 +498,7 @@ class MonDEQ(SolveStats, nn.Module):
     """
 
     activation = "relu"
+    tunes_alpha = True  # the trainer calls tune_alpha_ where the reference's train.py does
 
     def __init__(self, operator: Operator, *, alpha: float = 1.0, tol: float = 1e-2,
                  max_iter: int = 300, border: int = 0) -> None:
@@ -523,6 +524,9 @@ class MonDEQ(SolveStats, nn.Module):
 
     def project_(self) -> None:
         """No-op: W is monotone by construction (for the conv operator: while g >= 0)."""
+
+    def weight_operator_norm(self) -> float:
+        return self.operator.operator_norm()
 
     def effective_weight(self) -> Tensor | MonotoneConv2d:
         """Dense W (n x n) for :class:`MonotoneLinear`; for :class:`MonotoneConv2d`, the

@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from .data import Dataset, Preprocess, batches, load_dataset
-from .hparams import ConfigError, HParams, dataset_info, hyperparameters, parse_method
-from .layers import check_lip_bound
+from .errors import ConfigError
+from .families import METHOD_FAMILIES, family_of, hyperparameters, parse_method
+from .hparams import HParams, dataset_info
 from .models import DEQClassifier, build_model, n_params
 from .record import RECORD_FORMAT, EpochRecord, RecordError, RunRecord
 
@@ -102,21 +103,18 @@ def resolve_hparams(cfg: RunConfig) -> HParams:
     for k, v in over.items():
         if not v > 0:
             raise ConfigError(f"--{k.replace('_', '-')} must be positive, got {v}")
-    family = parse_method(cfg.method).family
-    for k, fam in (("jr_weight", "DEQ-JR"), ("jr_prob", "DEQ-JR"), ("lip_bound", "LipDEQ")):
+    family = family_of(cfg.method)
+    for k in dict.fromkeys(k for f in METHOD_FAMILIES.values() for k in f.flags):
         v = getattr(cfg, k)
         if v is None:
             continue
-        if family != fam:
-            raise ConfigError(f"--{k.replace('_', '-')} applies to {fam} methods only, not to "
+        if k not in family.flags:
+            owner = next(f.name for f in METHOD_FAMILIES.values() if k in f.flags)
+            raise ConfigError(f"--{k.replace('_', '-')} applies to {owner} methods only, not to "
                               f"{cfg.method}")
         over[k] = v
-    if cfg.jr_weight is not None and cfg.jr_weight < 0:
-        raise ConfigError(f"--jr-weight must be >= 0, got {cfg.jr_weight}")
-    if cfg.jr_prob is not None and not 0 <= cfg.jr_prob <= 1:
-        raise ConfigError(f"--jr-prob must be in [0, 1], got {cfg.jr_prob}")
-    if cfg.lip_bound is not None:
-        check_lip_bound(cfg.lip_bound)
+    if family.check_flags is not None:
+        family.check_flags({k: over[k] for k in family.flags if k in over})
     return dataclasses.replace(hp, **over)
 
 
@@ -169,8 +167,8 @@ def sigma_max(model: DEQClassifier) -> float | None:
         if model.spec.method.arch == "L":
             W = layer.effective_weight()
             return float(torch.linalg.matrix_norm(W.double(), ord=2))
-        if len(model.deq_layers()) == 1 and hasattr(layer.weight, "operator_norm"):
-            return layer.weight.operator_norm()
+        if len(model.deq_layers()) == 1:
+            return layer.weight_operator_norm()
     return None
 
 
@@ -381,7 +379,7 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         n_batches = math.ceil(len(self.train_split) / self.hp.batch_size)
-        tunable = [l for l in layers if hasattr(l, "tune_alpha_")]
+        tunable = [l for l in layers if l.tunes_alpha]
         jac: list[float] = []
         it = batches(self.train_split, self.hp.batch_size, shuffle_generator=self.gen)
         for b, (xb, yb) in enumerate(self._progress(it, n_batches, f"epoch {epoch}")):
@@ -392,7 +390,7 @@ class Trainer:
                 for layer in tunable:
                     layer.tune_alpha_(lambda: _no_grad_forward(model, x))
             logits, loss = self.train_step(x, yb, epoch=epoch, batch=b + 1)
-            jac += [l.last_jac_fro2 for l in layers if getattr(l, "regularizer", None) is not None]
+            jac += [l.last_jac_fro2 for l in layers if l.regularized]
             stats.add(layers, backward=True)
             loss_sum += loss.detach() * len(yb)
             correct += (logits.argmax(1) == yb).sum()

@@ -12,30 +12,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..hparams import ConfigError, check_variant
-from ..layers import ACTIVATION_FNS
+from ..activations import ACTIVATIONS_, activation, check_variant
+from ..errors import ConfigError
 
 
 DTYPE = torch.float64
 
-# Activations outside pcDEQ, only to show what the theorem's conditions exclude.
+# Views of the one activation table (pcdeq.activations), keyed by lower-case name.
+# The activations outside pcDEQ, with why (shown in the refusal message).
 EXTRA_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "softplus": F.softplus,
-    "relu": F.relu,
-}
-# Why they are outside (shown in the refusal message).
-EXTRA_NOTES: dict[str, str] = {
-    "softplus": "convex and unbounded, not concave",
-    "relu": "unbounded, so the asymptotic mapping z -> Wz is not 0",
-}
+    k: a.fn for k, a in ACTIVATIONS_.items() if a.variant is None}
+EXTRA_NOTES: dict[str, str] = {k: a.outside for k, a in ACTIVATIONS_.items() if a.outside}
 # sup of sigma (None: unbounded); starts are drawn in [0, start_scale * bound)^n.
-UPPER_BOUND: dict[str, float | None] = {"relu6": 6.0, "tanh": 1.0, "softsign": 1.0,
-                                        "sigmoid": 1.0, "softplus": None, "relu": None}
+UPPER_BOUND: dict[str, float | None] = {k: a.sup for k, a in ACTIVATIONS_.items()}
 # Lipschitz constant of sigma: Banach's rate for g is LIPSCHITZ[sigma] * ||W||_2.
-LIPSCHITZ: dict[str, float] = {"relu6": 1.0, "tanh": 1.0, "softsign": 1.0, "sigmoid": 0.25,
-                               "softplus": 1.0, "relu": 1.0}
-PRETTY: dict[str, str] = {"relu6": "ReLU6", "tanh": "tanh", "softsign": "softsign",
-                          "sigmoid": "sigmoid", "softplus": "softplus", "relu": "ReLU"}
+LIPSCHITZ: dict[str, float] = {k: a.lipschitz for k, a in ACTIVATIONS_.items()}
+PRETTY: dict[str, str] = {k: a.pretty for k, a in ACTIVATIONS_.items()}
 
 
 def activation_fn(name: str) -> Callable[[Tensor], Tensor]:
@@ -50,13 +42,7 @@ def activation_fn(name: str) -> Callable[[Tensor], Tensor]:
     Raises:
         ConfigError: an activation this module does not know.
     """
-    key = name.lower()
-    if key in ACTIVATION_FNS:
-        return ACTIVATION_FNS[key]
-    if key in EXTRA_ACTIVATIONS:
-        return EXTRA_ACTIVATIONS[key]
-    raise ConfigError(f"unknown activation {name!r}; known: "
-                      f"{', '.join([*ACTIVATION_FNS, *EXTRA_ACTIVATIONS])}")
+    return activation(name).fn
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -196,7 +182,7 @@ def theorem_conditions(case: MapCase) -> list[Condition]:
     """
     fails = []
     act = case.activation.lower()
-    if act not in ACTIVATION_FNS or act in EXTRA_ACTIVATIONS:
+    if act not in ACTIVATIONS_ or ACTIVATIONS_[act].variant is None:
         note = EXTRA_NOTES.get(act, "not one of pcDEQ's activations")
         fails.append(Condition(
             "σ concave",

@@ -1,0 +1,153 @@
+"""Every activation the project knows, and every fact about it, in one table.
+
+The DEQ layers take the function in three forms (out of place, in place, its VJP); the
+theory, the claims and the reports take the facts: the supremum, the Lipschitz constant,
+the value at 0 and which pcDEQ variant it belongs to (Lemma 4.2: pcDEQ-1 needs a nonnegative
+concave activation with sigma(0) = 0 on R+, pcDEQ-2 a positive concave one). ``relu`` (the
+baselines' activation) and ``softplus`` (a theory counter-example) are here too, with the
+reason they are outside pcDEQ.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .errors import ConfigError
+
+# y -> y * sigma'(u), built from the pre-activation u and the output s = sigma(u) of the step
+# that attaches z* to the graph; applied once per adjoint iteration.
+ActivationVJP = Callable[[Tensor], Tensor]
+
+
+def _softsign_(u: Tensor, scratch: Tensor | None = None) -> Tensor:
+    # F.softsign's ops, in place; the denominator in a buffer the caller keeps across iterations
+    return u.div_(torch.abs(u, out=scratch).add_(1) if scratch is not None else u.abs().add_(1))
+
+
+def _inplace(fn: Callable[[Tensor], Tensor]) -> Callable[..., Tensor]:
+    return lambda u, scratch=None: fn(u)
+
+
+def _softsign_vjp(u: Tensor, s: Tensor) -> ActivationVJP:
+    d = (u.abs() + 1).pow_(-2)  # softsign'(u) = 1 / (1 + |u|)^2, once per backward pass
+    return lambda y: y * d
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation: the forms a DEQ layer needs and the facts the theory needs.
+
+    Attributes:
+        name: the spelling of method names (``ReLU6``, ``Sigmoid``).
+        pretty: the spelling of the theory's text (``tanh``, ``softsign``).
+        fn: sigma, out of place (used with grad).
+        fn_: sigma in place on a buffer the caller owns (the forward solve, without grad):
+            the same kernels as ``fn``, so the same bits, without a fresh buffer per iteration;
+            ``fn_(u, scratch)`` may use ``scratch`` (u's shape) for an intermediate result.
+            None for an activation no DEQ layer takes.
+        vjp: (u, s) -> (y -> y * sigma'(u)). Except for softsign these are the kernels autograd
+            runs for ``fn`` (same bits as a vector-Jacobian product by autograd).
+        needs_scratch: ``fn_`` uses the scratch buffer (softsign's denominator).
+        sup: sup of sigma (None: unbounded).
+        lipschitz: Lip(sigma): Banach's rate for z -> sigma(Wz + x) is lipschitz * ||W||_2.
+        variant: the pcDEQ variant whose theorem covers it (Lemma 4.2), None outside pcDEQ.
+        outside: why it is outside pcDEQ (None for pcDEQ's activations).
+    """
+
+    name: str
+    pretty: str
+    fn: Callable[[Tensor], Tensor]
+    fn_: Callable[..., Tensor] | None
+    vjp: Callable[[Tensor, Tensor], ActivationVJP] | None
+    sup: float | None
+    lipschitz: float
+    variant: int | None
+    outside: str | None = None
+    needs_scratch: bool = False
+
+    @property
+    def in_layers(self) -> bool:
+        """Whether a DEQ layer can use it (it has the in-place form and the VJP)."""
+        return self.fn_ is not None
+
+
+ACTIVATIONS_: dict[str, Activation] = {a.name.lower(): a for a in (
+    Activation("ReLU6", "ReLU6", F.relu6, _inplace(lambda u: F.relu6(u, inplace=True)),
+               lambda u, s: lambda y: torch.ops.aten.hardtanh_backward(y, u, 0.0, 6.0),
+               sup=6.0, lipschitz=1.0, variant=1),
+    Activation("Tanh", "tanh", torch.tanh, _inplace(torch.tanh_),
+               lambda u, s: lambda y: torch.ops.aten.tanh_backward(y, s),
+               sup=1.0, lipschitz=1.0, variant=1),
+    Activation("Softsign", "softsign", F.softsign, _softsign_, _softsign_vjp,
+               sup=1.0, lipschitz=1.0, variant=1, needs_scratch=True),
+    Activation("Sigmoid", "sigmoid", torch.sigmoid, _inplace(torch.sigmoid_),
+               lambda u, s: lambda y: torch.ops.aten.sigmoid_backward(y, s),
+               sup=1.0, lipschitz=0.25, variant=2),
+    Activation("ReLU", "ReLU", F.relu, _inplace(torch.relu_),
+               lambda u, s: lambda y: torch.ops.aten.threshold_backward(y, s, 0),
+               sup=None, lipschitz=1.0, variant=None,
+               outside="unbounded, so the asymptotic mapping z -> Wz is not 0"),
+    Activation("Softplus", "softplus", F.softplus, None, None, sup=None, lipschitz=1.0,
+               variant=None, outside="convex and unbounded, not concave"),
+)}
+
+# The paper's four (Tables 1-3 order), then the baselines' ReLU: the activations of method names.
+ACTIVATIONS: tuple[str, ...] = tuple(a.name for a in ACTIVATIONS_.values() if a.variant)
+ALL_ACTIVATIONS: tuple[str, ...] = tuple(a.name for a in ACTIVATIONS_.values() if a.in_layers)
+# What the harness DEQs (DEQ, DEQ-JR, LipDEQ) take: the baselines' ReLU, then the paper's four.
+HARNESS_ACTIVATIONS: tuple[str, ...] = ("ReLU",) + ACTIVATIONS
+# Name -> sigma, for the activations a DEQ layer can take.
+ACTIVATION_FNS: dict[str, Callable[[Tensor], Tensor]] = {
+    k: a.fn for k, a in ACTIVATIONS_.items() if a.in_layers}
+
+
+def activation(name: str) -> Activation:
+    """The activation called ``name`` (case-insensitive).
+
+    Raises:
+        ConfigError: an activation this table does not hold; the message lists those it does.
+    """
+    try:
+        return ACTIVATIONS_[name.lower()]
+    except KeyError:
+        raise ConfigError(f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS_)}") from None
+
+
+def lipschitz(name: str) -> float:
+    """Lip(sigma) of a known activation, inf for an unknown one (no contraction bound)."""
+    a = ACTIVATIONS_.get(name.lower())
+    return a.lipschitz if a is not None else math.inf
+
+
+def check_variant(variant: int, activation: str) -> None:
+    """Refuse activation/variant pairings outside the theory (Lemma 4.2).
+
+    Raises:
+        ConfigError: pcDEQ-1 with a non nonnegative-concave activation, or pcDEQ-2 with
+            anything but sigmoid.
+    """
+    if variant not in (1, 2):
+        raise ConfigError(f"unknown pcDEQ variant {variant}; use 1 or 2")
+    a = ACTIVATIONS_.get(activation.lower())
+    if a is not None and a.variant == variant:
+        return
+    if variant == 2:
+        raise ConfigError(
+            f"pcDEQ-2 needs the sigmoid activation, got {activation!r}: pcDEQ-2 feeds a "
+            "nonnegative (possibly zero) input, and Lemma 4.2 then needs a *positive* concave "
+            "activation; ReLU6, tanh and softsign are 0 at 0. Use pcDEQ-1 for those.")
+    raise ConfigError(
+        f"pcDEQ-1 takes ReLU6, Tanh or Softsign, got {activation!r}: Lemma 4.2 needs a "
+        "nonnegative concave activation on R+ with sigma(0) = 0 for pcDEQ-1; sigmoid is "
+        "positive at 0 and belongs to pcDEQ-2 (pcDEQ-2-<arch>-Sigmoid).")
+
+
+def pcdeq_activations(variant: int) -> tuple[str, ...]:
+    """The activations (method-name spelling) the pcDEQ-``variant`` theorem covers."""
+    return tuple(a.name for a in ACTIVATIONS_.values() if a.variant == variant)

@@ -1,0 +1,50 @@
+"""The standard DEQ and the Jacobian-regularized DEQ (Bai, Koltun & Kolter 2021) on the
+paper's architectures: W free (weight-normalized, ordinary init), x = u, the same plain
+fixed-point solver and the hyperparameters of pcDEQ-1's row, so that the only difference from
+pcDEQ is the constraint (or the regularizer).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from ..activations import HARNESS_ACTIVATIONS
+from ..errors import ConfigError
+from ..hparams import ARCHITECTURES, DatasetInfo, HParams
+from ..layers import DEQConv2d, DEQLinear, JacobianRegularizer
+from ..models import paper_model
+from .pcdeq import paper_hparams
+from .registry import Method, MethodFamily, register_family
+
+# JR: the synthetic-task setting of Bai et al. 2021 (Table 4: p = 0.4, gamma in {0,1,2,4});
+# their CIFAR-10 MDEQ used gamma 0.5, p 0.05 over 10^5 steps, too few draws for short runs.
+JR_WEIGHT, JR_PROB = 1.0, 0.4
+
+
+def _build(info: DatasetInfo, m: Method, hp: HParams, kw: dict):
+    def layer(n: int, size: int | None):
+        reg = JacobianRegularizer(hp.jr_weight, hp.jr_prob) if m.family == "DEQ-JR" else None
+        return (DEQLinear if size is None else DEQConv2d)(n, m.activation, regularizer=reg, **kw)
+    return paper_model(info, m.arch, hp, layer)
+
+
+def _check_jr(flags: Mapping[str, float]) -> None:
+    if flags.get("jr_weight") is not None and flags["jr_weight"] < 0:
+        raise ConfigError(f"--jr-weight must be >= 0, got {flags['jr_weight']}")
+    if flags.get("jr_prob") is not None and not 0 <= flags["jr_prob"] <= 1:
+        raise ConfigError(f"--jr-prob must be in [0, 1], got {flags['jr_prob']}")
+
+
+register_family(MethodFamily(
+    "DEQ", "DEQ", ARCHITECTURES, HARNESS_ACTIVATIONS, None, False,
+    "standard DEQ: the paper's architecture with W free (no constraint, no input "
+    "positivity), the same plain fixed-point solver",
+    hparams=paper_hparams, build=_build,
+    compared=("DEQ-L-Tanh", "DEQ-L-ReLU", "DEQ-SC-Tanh", "DEQ-MC-Tanh")))
+register_family(MethodFamily(
+    "DEQ-JR", "DEQ-JR", ARCHITECTURES, HARNESS_ACTIVATIONS, None, False,
+    "standard DEQ + Jacobian regularization gamma * ||J_f(z*)||_F^2 / d, Hutchinson "
+    "estimate, applied with probability p per step (Bai, Koltun & Kolter 2021)",
+    hparams=lambda info, m: paper_hparams(info, m, jr_weight=JR_WEIGHT, jr_prob=JR_PROB),
+    build=_build, flags=("jr_weight", "jr_prob"), check_flags=_check_jr,
+    compared=("DEQ-JR-L-Tanh", "DEQ-JR-SC-Tanh")))

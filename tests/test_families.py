@@ -1,0 +1,125 @@
+"""The family registry and the activation table: one place each, and what they claim is true."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from pcdeq import ConfigError, EquilibriumLayer, build_model
+from pcdeq.activations import ACTIVATIONS_, HARNESS_ACTIVATIONS, check_variant
+from pcdeq.families import (FAMILY_GROUPS, METHOD_FAMILIES, MethodFamily, method_pattern,
+                            parse_method, register_family)
+from pcdeq.families.deq import _build as deq_build
+from pcdeq.families.pcdeq import paper_hparams
+from pcdeq.train import RunConfig, resolve_hparams
+
+
+def test_registry_holds_the_families_in_listing_order():
+    assert list(METHOD_FAMILIES) == ["pcDEQ-1", "pcDEQ-2", "monDEQ", "DEQ", "DEQ-JR", "LipDEQ"]
+    assert FAMILY_GROUPS == ("pcDEQ", "monDEQ", "DEQ", "DEQ-JR", "LipDEQ")
+
+
+@pytest.mark.parametrize("family", list(METHOD_FAMILIES))
+def test_every_layer_of_every_family_answers_the_trainers_questions(family):
+    f = METHOD_FAMILIES[family]
+    act = "" if f.fixed_activation else f"-{f.activations[0]}"
+    for arch in f.archs:
+        torch.manual_seed(0)
+        model = build_model("mnist5k", f"{family}-{arch}{act}")
+        for layer in model.deq_layers():
+            assert isinstance(layer, EquilibriumLayer), (family, arch)
+            assert layer.regularized == (family == "DEQ-JR")
+            assert layer.tunes_alpha == (family == "monDEQ")
+            norm = layer.weight_operator_norm()
+            # the weights whose constraint needs ||W||_2 report it (LipDEQ <= c, monDEQ's operator)
+            assert (norm is not None) == (family in ("LipDEQ", "monDEQ")), (family, arch)
+            if family == "LipDEQ":
+                assert norm <= 0.9 + 1e-6
+
+
+@pytest.fixture
+def extra_family():
+    """A family registered the way a new module would register one (then removed again)."""
+    fam = MethodFamily(
+        "TestDEQ", "TestDEQ", ("L",), ("Tanh",), None, False, "a registry test",
+        hparams=lambda info, m: paper_hparams(info, m, lip_bound=0.5), build=deq_build,
+        flags=("lip_bound",))
+    register_family(fam)
+    yield fam
+    del METHOD_FAMILIES["TestDEQ"]
+
+
+def test_a_registered_family_is_a_method_everywhere(extra_family):
+    m = parse_method("testdeq-l-tanh")
+    assert m.name == "TestDEQ-L-Tanh" and m.group == "TestDEQ" and not m.is_pcdeq
+    assert "TestDEQ-(L)-(Tanh)" in method_pattern()
+    model = build_model("mnist5k", "TestDEQ-L-Tanh")
+    assert model.spec.method == m and model.spec.hparams.lip_bound == 0.5
+    # its flag is accepted for it, and now also named as a TestDEQ/LipDEQ flag for others
+    hp = resolve_hparams(RunConfig("mnist5k", "TestDEQ-L-Tanh", lip_bound=0.3))
+    assert hp.lip_bound == 0.3
+    with pytest.raises(ConfigError, match="TestDEQ takes Tanh"):
+        parse_method("TestDEQ-L-ReLU")
+    with pytest.raises(ConfigError, match="TestDEQ has no SC architecture"):
+        parse_method("TestDEQ-SC-Tanh")
+
+
+def test_registry_refuses_a_second_family_of_the_same_name_or_an_unknown_activation():
+    with pytest.raises(ValueError, match="registered twice"):
+        register_family(METHOD_FAMILIES["DEQ"])
+    bad = dataclasses.replace(METHOD_FAMILIES["DEQ"], name="Other", activations=("Swish",))
+    with pytest.raises(ValueError, match="not in pcdeq.activations"):
+        register_family(bad)
+    assert "Other" not in METHOD_FAMILIES
+
+
+def test_flags_of_one_family_are_refused_for_another():
+    with pytest.raises(ConfigError, match="--lip-bound applies to LipDEQ methods only"):
+        resolve_hparams(RunConfig("mnist5k", "pcDEQ-1-L-ReLU6", lip_bound=0.5))
+    with pytest.raises(ConfigError, match="--jr-prob must be in"):
+        resolve_hparams(RunConfig("mnist5k", "DEQ-JR-L-Tanh", jr_prob=2.0))
+    with pytest.raises(ConfigError, match="contraction"):
+        resolve_hparams(RunConfig("mnist5k", "LipDEQ-L-Tanh", lip_bound=1.5))
+
+
+# ------------------------------------------------------------------ the activation table
+GRID = torch.linspace(0, 40, 400_001, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("key", list(ACTIVATIONS_))
+def test_activation_facts_hold_numerically(key):
+    a = ACTIVATIONS_[key]
+    s = a.fn(GRID)
+    # sup: reached or approached on [0, 40] (within 5%: softsign is 40/41 there); unbounded grows
+    if a.sup is None:
+        assert float(s[-1]) > 30
+    else:
+        assert float(s.max()) <= a.sup and float(s[-1]) > 0.95 * a.sup
+    # Lipschitz constant: the largest slope on a grid of R (both signs)
+    t = torch.linspace(-40, 40, 800_001, dtype=torch.float64)
+    slope = float((a.fn(t).diff() / t.diff()).abs().max())
+    assert slope <= a.lipschitz + 1e-9 and slope > a.lipschitz - 1e-3
+    if a.variant is not None:  # Lemma 4.2: concave on R+; pcDEQ-1: sigma(0) = 0; pcDEQ-2: > 0
+        assert float(s.diff().diff().max()) <= 1e-12
+        at0 = float(a.fn(torch.zeros((), dtype=torch.float64)))
+        assert (at0 == 0) if a.variant == 1 else (at0 > 0)
+        check_variant(a.variant, a.name)
+    else:
+        assert a.outside  # says why it is outside pcDEQ
+
+
+@pytest.mark.parametrize("key", [k for k, a in ACTIVATIONS_.items() if a.in_layers])
+def test_activation_in_place_form_and_vjp_match_autograd(key):
+    a = ACTIVATIONS_[key]
+    u = torch.randn(4096, generator=torch.Generator().manual_seed(0)) * 4
+    assert torch.equal(a.fn_(u.clone(), torch.empty_like(u)), a.fn(u))
+    y = torch.randn_like(u)
+    uu = u.clone().requires_grad_()
+    (g,) = torch.autograd.grad(a.fn(uu), uu, y)
+    torch.testing.assert_close(a.vjp(u, a.fn(u))(y), g, rtol=1e-6, atol=1e-7)
+
+
+def test_harness_activations_are_the_table_ones_the_layers_take():
+    assert set(HARNESS_ACTIVATIONS) == {a.name for a in ACTIVATIONS_.values() if a.in_layers}
