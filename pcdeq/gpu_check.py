@@ -227,7 +227,7 @@ def run_check(*, out: Path, reference: Path, data_root: Path, methods: Sequence[
               tf32: bool, t_start: float) -> int:
     import torch
 
-    from .compare import CompareError, Tolerances, compare
+    from .compare import CompareError, Tolerances, compare, report_markdown
     from .train import NonFiniteLoss, train
 
     set_deterministic(warn_only)
@@ -295,9 +295,9 @@ def run_check(*, out: Path, reference: Path, data_root: Path, methods: Sequence[
         except (CompareError, RecordError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        report = result.report(details=False)
+        report = report_markdown(result, details=False)
         code = result.exit_code
-        detail = result.report(details=True)
+        detail = report_markdown(result, details=True)
     table = timing_table(reference, out, methods, seeds, label)
     total = time.perf_counter() - t_start
     print("\n" + report)

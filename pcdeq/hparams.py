@@ -79,6 +79,9 @@ class HParams:
     lip_bound: float | None = None  # LipDEQ: c, ||W||_2 <= c < 1
     mon_m: float | None = None  # monDEQ: monotonicity, I - W >= m I
     mon_alpha: float | None = None  # monDEQ: initial Peaceman-Rachford step (then tuned)
+    schedule: str | None = None  # "cosine": per iteration to 1e-6 (MDEQ); None: MultiStepLR per epoch
+    pretrain_epochs: int | None = None  # MDEQ: epochs with f unrolled instead of solved
+    backward_max_iter: int | None = None  # the adjoint solve's cap where it differs (MDEQ: B_THRES)
 
     def milestones(self) -> list[int]:
         """The epochs after which the learning rate is multiplied by ``lr_decay_factor``."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Protocol, runtime_checkable
+from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -285,6 +285,15 @@ class SolveStats:
         """Whether training adds the layer's ``aux_loss`` (and records ``last_jac_fro2``)."""
         return False
 
+    def at_step_(self, epoch: int, step: int) -> None:
+        """Told before each training step which epoch (from 1) and optimizer step (from 0) it
+        is; MDEQ's pretraining depends on it. Nothing for the other layers."""
+
+    def epoch_fields(self, u: Any) -> dict[str, float]:
+        """The layer's own record fields, measured once per epoch on the first test batch's
+        layer input u (the multiscale families: ``jac_norm``, ``jac_bound``); none here."""
+        return {}
+
     @property
     def last_bwd_stats(self) -> SolverStats | None:
         """Stats of the last backward solve since the last call (None before it)."""
@@ -337,6 +346,15 @@ class EquilibriumLayer(Protocol):
 
     def weight_operator_norm(self) -> float | None:
         """||W||_2 where the weight computes it anyway (its constraint needs it), else None."""
+
+    def map(self, x: Tensor) -> Callable[[Tensor], Tensor]:
+        """The fixed-point map z -> g(z) for the layer input x, detached, in x's dtype."""
+
+    def at_step_(self, epoch: int, step: int) -> None:
+        """Told before each training step which epoch and optimizer step it is."""
+
+    def epoch_fields(self, u: Any) -> dict[str, float]:
+        """The layer's own record fields, measured on the first test batch's input u."""
 
 
 class DEQLayer(SolveStats, nn.Module):
@@ -393,6 +411,12 @@ class DEQLayer(SolveStats, nn.Module):
     def inputs(self, u: Tensor) -> Tensor:
         """The layer input x = input_map(u)."""
         return self.input_map(u)
+
+    def map(self, x: Tensor) -> Callable[[Tensor], Tensor]:
+        """g(z) = sigma(op(W, z) + x) out of place, W detached and in x's dtype: the layer's
+        fixed-point map as the claims and the theory checks iterate it (e.g. in float64)."""
+        W, op, sigma = self.effective_weight().detach().to(x.dtype), self.op, self.act.fn
+        return lambda z: sigma(op(W, z) + x)
 
     def maps(self, x: Tensor, W: Tensor) -> tuple[Callable[[Tensor], Tensor], Attach]:
         """The layer's fixed-point map g(z) = sigma(op(W, z) + x), in the two forms the solver

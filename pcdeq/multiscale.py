@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import conv_operator_norm
-from .solver import SolverStats, implicit_fixed_point
+from .layers import SolveStats, conv_operator_norm
+from .solver import SolverStats, implicit_fixed_point, jacobian_spectral_norm
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class MDEQConfig:
     b_thres: int = 20
     tol: float = 1e-3
     pretrain_steps: int = 0
+    pretrain_epochs: int = 0  # or: the first epochs (the trainer says which epoch it is)
     num_layers: int = 10
     # The Lipschitz multiscale DEQ's changes (spec section 2.1; all off: MDEQ).
     relu_slope: float = 1.0  # ScaledReLU s * relu in f (the stem and stage0 keep slope 1)
@@ -306,12 +308,17 @@ def conv_norm(W: Tensor, size: tuple[int, int] | None) -> float:
     return conv_operator_norm(W.double(), size)
 
 
-class MDEQ(nn.Module):
+class MDEQ(SolveStats, nn.Module):
     """Stem -> (stage0) -> equilibrium of :class:`MultiscaleMap` -> head -> classifier.
 
-    ``train_step`` (set by the trainer: optimizer steps so far) decides pretraining: below
-    ``cfg.pretrain_steps`` (and in eval during that phase) f is unrolled ``num_layers`` times.
+    ``train_step`` (set by the trainer through :meth:`at_step_`: optimizer steps so far)
+    decides pretraining: below ``cfg.pretrain_steps``, or within the first
+    ``cfg.pretrain_epochs`` epochs (and in eval during that phase), f is unrolled
+    ``num_layers`` times. To the trainer the whole model is one DEQ layer
+    (:class:`~pcdeq.layers.EquilibriumLayer`): its input is the image.
     """
+
+    activation = "relu"
 
     def __init__(self, cfg: MDEQConfig = MNIST_MS) -> None:
         super().__init__()
@@ -333,6 +340,7 @@ class MDEQ(nn.Module):
                                    nn.BatchNorm2d(cfg.final_channels), nn.ReLU())
         self.classifier = nn.Linear(cfg.final_channels, cfg.num_classes)
         self.train_step = -1  # -1: always the solver (the reference's eval outside pretraining)
+        self.pretraining_epoch = False  # set by at_step_: an epoch of cfg.pretrain_epochs
         self._sizes: dict[nn.Module, tuple[int, int]] = {}  # conv -> its input's (H, W)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, WNConv2d)):
@@ -389,6 +397,113 @@ class MDEQ(nn.Module):
                 if isinstance(m, nn.GroupNorm) and m.weight is not None:
                     m.weight.clamp_(-cfg.gn_gamma_clip, cfg.gn_gamma_clip)
 
+    # ------------------------------------------------------------------ the layer protocol
+    def at_step_(self, epoch: int, step: int) -> None:
+        """The trainer's step count (pretraining is decided by it, as the reference's)."""
+        self.train_step = step
+        self.pretraining_epoch = epoch <= self.cfg.pretrain_epochs
+
+    def inputs(self, u: Tensor) -> Tensor:
+        """The injection x_0 = stage0(stem(images)) of branch 0."""
+        return self.stage0(self.stem(u))
+
+    def effective_weight(self) -> Tensor:
+        """Every kernel entry of f's convolutions, flat (as the solver sees them)."""
+        for conv in self.f.wn_convs():
+            conv.reset()
+        return torch.cat([m.weight.detach().flatten() for m in self.f.modules()
+                          if isinstance(m, (nn.Conv2d, WNConv2d))])
+
+    def weight_operator_norm(self) -> float | None:
+        return None
+
+    @torch.no_grad()
+    def equilibrium_jacobian_norm(self, u: Tensor, samples: int = 32) -> float:
+        """||J_f(z*)||_2 (max over the first ``samples`` images of u): the Lipschitz constant
+        the map realises at its fixed point, to set beside the bound its construction claims."""
+        x0 = self.inputs(u[:samples])
+        for conv in self.f.wn_convs():
+            conv.reset()
+        func, shapes = self._flat_map(x0)
+        z, _ = implicit_fixed_point(func, x0.new_zeros(x0.shape[0], sum(math.prod(s) for s in shapes)),
+                                    solver=self.cfg.solver, tol=self.cfg.tol, max_iter=self.cfg.f_thres)
+        with torch.enable_grad():
+            return float(jacobian_spectral_norm(func, z).max().detach())
+
+    def epoch_fields(self, u: Tensor) -> dict[str, float]:
+        """``jac_norm`` (:meth:`equilibrium_jacobian_norm`) and, where the construction has one,
+        ``jac_bound`` (:meth:`product_bound`): what f realises beside what it is said to bound."""
+        out = {"jac_norm": self.equilibrium_jacobian_norm(u)}
+        bound = self.product_bound()
+        if bound is not None:
+            out["jac_bound"] = bound
+        return out
+
+    @torch.no_grad()
+    def product_bound(self) -> float | None:
+        """The spec's section 2.4 bound on Lip(f) in eval, ||M||_2, from the model's own
+        numbers: every conv's true operator norm (:func:`conv_norm`, on the last forward's
+        sizes), every GroupNorm's max |gamma| (mean-only GN: the centring is an orthogonal
+        projection), the ReLU slope s, alpha, beta, the fusion weights and the upsampling gain
+        2^d. None where no such bound exists (MDEQ's std-normalising GroupNorm) or before a
+        forward has given the sizes.
+
+        Per branch, L_b = c3 s [(1 - alpha) + alpha c2 T2 s c1 T1] (the plain residual sum:
+        1 + ...), and ||dz_i'|| <= s T_post c_post [(1 - beta) L_b,i ||dz_i|| +
+        beta sum_j w_ij L_F,ij L_b,j ||dz_j||] (beta = 0: the plain sum, weights 1).
+        """
+        cfg, f = self.cfg, self.f
+        if not cfg.mean_only_gn or any(m not in self._sizes for m in f.wn_convs()):
+            return None
+        for conv in f.wn_convs():
+            conv.reset()
+
+        def T(m: nn.Module) -> float:
+            return conv_norm(m.weight, self._sizes.get(m))
+
+        def c(gn: nn.GroupNorm) -> float:
+            return float(gn.weight.abs().max()) if gn.affine else 1.0
+
+        s, a, b, n = cfg.relu_slope, cfg.residual_alpha, cfg.fusion_beta, cfg.branches
+        L_b = []
+        for blk in f.blocks:
+            inner = c(blk.gn2) * T(blk.conv2) * s * c(blk.gn1) * T(blk.conv1)
+            L_b.append(c(blk.gn3) * s * (((1 - a) + a * inner) if a > 0 else (1 + inner)))
+        M = torch.zeros(n, n, dtype=torch.float64)
+        for i in range(n):
+            post = s * T(f.post_conv[i]) * c(f.post_gn[i])
+            for j in range(n):
+                if i == j:
+                    M[i, j] = post * ((1 - b) if b > 0 else 1.0) * L_b[j]
+                    continue
+                L = 1.0
+                for m in f.fuse[i][j]:
+                    if isinstance(m, nn.Conv2d):
+                        L *= T(m)
+                    elif isinstance(m, nn.GroupNorm):
+                        L *= c(m)
+                    elif isinstance(m, ScaledReLU):
+                        L *= m.slope
+                    elif isinstance(m, nn.Upsample):
+                        L *= float(m.scale_factor)  # nearest x 2^d copies each pixel 4^d times
+                weight = b * float(f.w[i, j]) if b > 0 else 1.0
+                M[i, j] = post * weight * L * L_b[j]
+        return float(torch.linalg.matrix_norm(M, ord=2))
+
+    def map(self, x0: Tensor) -> Callable[[Tensor], Tensor]:
+        """f on the flat state for the injection x0 (the protocol's fixed-point map; the
+        convolution weights as the last reset left them, in their own dtype)."""
+        return self._flat_map(x0)[0]
+
+    def _flat_map(self, x0: Tensor):
+        """f on the flat state (B, D) for the stem output x0, and the branch shapes."""
+        shapes = self.shapes(x0)
+        x = [x0] + [x0.new_zeros(x0.shape[0], *s) for s in shapes[1:]]  # only branch 0 gets the input
+
+        def func(v: Tensor) -> Tensor:
+            return self.to_vec(self.f(self.to_list(v, shapes), x))
+        return func, shapes
+
     def conv_norms(self) -> list[tuple[str, float, float]]:
         """(name, reshaped-kernel sigma, true operator norm bound) of every conv of f, on the
         sizes of the last forward: the numbers behind the spec's finding that the reference's
@@ -442,20 +557,18 @@ class MDEQ(nn.Module):
         cfg = self.cfg
         for conv in self.f.wn_convs():
             conv.reset()  # the weight-normed weights, once per call
-        shapes = self.shapes(x0)
+        func, shapes = self._flat_map(x0)
         B = x0.shape[0]
-        x = [x0] + [x0.new_zeros(B, *s) for s in shapes[1:]]  # only branch 0 gets the input
         for blk in self.f.blocks:
             blk.drop.reset(B, blk.conv2.v.shape[0], x0)
-        if 0 <= self.train_step < cfg.pretrain_steps:
-            z = [x0.new_zeros(B, *s) for s in shapes]
+        if 0 <= self.train_step < cfg.pretrain_steps or self.pretraining_epoch:
+            z = x0.new_zeros(B, sum(math.prod(s) for s in shapes))
             for _ in range(cfg.num_layers):
-                z = self.f(z, x)
+                z = func(z)
+            z = self.to_list(z, shapes)
             self.last_fwd_stats = SolverStats(cfg.num_layers, float("nan"), False)
+            self._bwd_stats = [SolverStats(0, float("nan"), False)]  # plain backprop, no solve
             return z
-
-        def func(v: Tensor) -> Tensor:
-            return self.to_vec(self.f(self.to_list(v, shapes), x))
 
         self._bwd_stats = []
         z, self.last_fwd_stats = implicit_fixed_point(

@@ -67,6 +67,8 @@ class EpochRecord:
     min_input: float | None = None  # min layer input x over the DEQ layers, first test batch
     jac_fro2: float | None = None  # DEQ-JR: mean Hutchinson estimate of ||J||_F^2 / d
     alpha: tuple[float, ...] | None = None  # monDEQ: the splitting step per layer
+    jac_norm: float | None = None  # multiscale families: ||J_f(z*)||_2 on the first test batch
+    jac_bound: float | None = None  # LipMDEQ: the product bound on Lip(f) from the weights
     max_iter_hits: int = 0  # solves that stopped at max_iter (train and test)
     seconds: float | None = None  # training time of the epoch
     eval_seconds: float | None = None

@@ -118,6 +118,18 @@ def resolve_hparams(cfg: RunConfig) -> HParams:
     return dataclasses.replace(hp, **over)
 
 
+def make_scheduler(opt: torch.optim.Optimizer, hp: HParams,
+                   n_batches: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning-rate schedule: the paper's MultiStepLR (stepped per epoch), or MDEQ's
+    cosine annealing over all iterations down to 1e-6 (stepped per iteration)."""
+    if hp.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=hp.epochs * n_batches,
+                                                          eta_min=1e-6)
+    if hp.schedule is not None:
+        raise ConfigError(f"unknown schedule {hp.schedule!r}; use None (MultiStepLR) or 'cosine'")
+    return torch.optim.lr_scheduler.MultiStepLR(opt, hp.milestones(), hp.lr_decay_factor)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -273,8 +285,8 @@ class Trainer:
         opt = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[self.hp.optimizer]
         self.opt = opt(self.model.parameters(), lr=self.hp.lr, weight_decay=self.hp.weight_decay,
                        fused=True)
-        self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, self.hp.milestones(),
-                                                          self.hp.lr_decay_factor)
+        self.n_batches = math.ceil(len(self.train_split) / self.hp.batch_size)
+        self.sched = make_scheduler(self.opt, self.hp, self.n_batches)
         self.gen = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation
         self.record = self._new_record()
 
@@ -369,6 +381,8 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        if self.hp.schedule == "cosine":  # stepped per iteration (MDEQ's protocol)
+            self.sched.step()
         model.project_()
         return logits, loss
 
@@ -378,7 +392,7 @@ class Trainer:
         stats = _IterStats(len(layers))
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
-        n_batches = math.ceil(len(self.train_split) / self.hp.batch_size)
+        n_batches = self.n_batches
         tunable = [l for l in layers if l.tunes_alpha]
         jac: list[float] = []
         it = batches(self.train_split, self.hp.batch_size, shuffle_generator=self.gen)
@@ -389,6 +403,8 @@ class Trainer:
                 # before the step, so its trial solves never enter the statistics.
                 for layer in tunable:
                     layer.tune_alpha_(lambda: _no_grad_forward(model, x))
+            for layer in layers:
+                layer.at_step_(epoch, (epoch - 1) * n_batches + b)
             logits, loss = self.train_step(x, yb, epoch=epoch, batch=b + 1)
             jac += [l.last_jac_fro2 for l in layers if l.regularized]
             stats.add(layers, backward=True)
@@ -416,8 +432,12 @@ class Trainer:
         # The invariants pcDEQ's theory needs (W >= 0, layer input x > 0 or >= 0), on the first
         # test batch every epoch: min over the DEQ layers of min W and of min x.
         mins: list[float] = []
-        hooks = [l.register_forward_pre_hook(lambda m, a: mins.append(float(m.inputs(a[0]).min())))
-                 for l in layers]
+        firsts: dict = {}  # layer -> its input on the first test batch
+
+        def capture(m, a) -> None:
+            firsts[m] = a[0]
+            mins.append(float(m.inputs(a[0]).min()))
+        hooks = [l.register_forward_pre_hook(capture) for l in layers]
         # The stopping rule's norm spans the whole batch: evaluate with the training batch size.
         for b, (xb, yb) in enumerate(batches(self.test_split, self.hp.batch_size)):
             logits = model(self.pre(xb))
@@ -429,13 +449,18 @@ class Trainer:
             stats.add(layers, backward=False)
         n = len(self.test_split)
         fwd, fwd_l = stats.summary(stats.fwd)
+        # The layers' own fields (the multiscale families: Lipschitz constant at z* and bound).
+        own: dict[str, float] = {}
+        for l in layers:
+            for k, v in l.epoch_fields(firsts[l]).items():
+                own[k] = max(own.get(k, v), v)  # the worst layer
         weights = [l.effective_weight() for l in layers]
         min_w = (min(float(W.min()) for W in weights)
                  if all(isinstance(W, torch.Tensor) for W in weights) else None)  # monDEQ-SC: an operator
         return {"min_weight": min_w, "min_input": min(mins) if mins else None,
                 "test_loss": loss_sum.item() / n, "test_acc": 100.0 * correct.item() / n,
                 "test_fwd_iters": fwd, "test_fwd_iters_per_layer": fwd_l,
-                "test_max_iter_hits": stats.max_iter_hits}
+                "test_max_iter_hits": stats.max_iter_hits, **own}
 
     def run(self) -> RunRecord:
         """Train the remaining epochs, writing checkpoint and record after each one.
@@ -458,7 +483,8 @@ class Trainer:
             t1 = time.perf_counter()
             te = self.evaluate()
             t2 = time.perf_counter()
-            self.sched.step()
+            if self.hp.schedule is None:  # MultiStepLR: per epoch
+                self.sched.step()
             hits = tr["max_iter_hits"] + te.pop("test_max_iter_hits")
             entry = {"epoch": epoch, "lr": lr, **tr, **te, "sigma_max": sigma_max(self.model),
                      "max_iter_hits": hits, "seconds": t1 - t0, "eval_seconds": t2 - t1}

@@ -64,8 +64,12 @@ def test_names_round_trip_and_families_are_registered_once():
     for fam in ("mnist", "svhn", "cifar10"):
         for m in baseline_methods(fam) + pcdeq.paper_methods()[fam]:
             assert parse_method(m.upper() if "*" not in m else m).name == m
+    # Table 8's baselines: every single-scale family but pcDEQ's (the multiscale families are
+    # set beside the multiscale pcDEQ in their own comparison, issue 17)
+    multiscale = {f for f, fam in METHOD_FAMILIES.items() if fam.archs == ("MS",)}
+    assert multiscale == {"MDEQ", "LipMDEQ", "LipMDEQ-cert"}
     assert {parse_method(m).family for m in baseline_methods("mnist")} == \
-        {"monDEQ", "DEQ", "DEQ-JR", "LipDEQ"} == set(METHOD_FAMILIES) - {"pcDEQ-1", "pcDEQ-2"}
+        {"monDEQ", "DEQ", "DEQ-JR", "LipDEQ"} == set(METHOD_FAMILIES) - {"pcDEQ-1", "pcDEQ-2"} - multiscale
 
 
 @pytest.mark.parametrize("kw,match", [

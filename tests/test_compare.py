@@ -1,4 +1,4 @@
-"""The reproducibility check (pcdeq/compare.py) on small trees of real records copied from the
+"""The reproducibility check (pcdeq.compare) on small trees of real records copied from the
 committed reference (results/quick/mnist5k) and edited. Only the structure of results/quick is
 relied on (an MNIST method with two seeds), not its numbers: it is regenerated now and then."""
 
@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pcdeq.compare import (ALPHA, QUANTITIES, Tolerances, compare, main, measure_tolerances)
+from pcdeq.compare import (ALPHA, QUANTITIES, Tolerances, compare, main, measure_tolerances,
+                           method_table)
 from pcdeq.stats import t_quantile
 from pcdeq.report import arch_key, method_from_safe
 
@@ -67,7 +68,7 @@ def test_identical_records_are_bit_identical(trees, capsys):
     code, out = _run(capsys, ref, fresh)
     assert code == 0 and "PASS" in out
     method = method_from_safe(safe)
-    table = result.method_table(DATASET, method)
+    table = method_table(result, DATASET, method)
     assert f"### {DATASET} {method}" in table
     assert all(f"| {q.name} |" in table for q in QUANTITIES)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import pcdeq.train as train_mod
-from pcdeq.compare import Tolerances, compare, difference, QUANTITIES
+from pcdeq.compare import Tolerances, compare, difference, method_table, report_markdown, QUANTITIES
 from pcdeq.layers import NonnegativeWeightNorm
 from pcdeq.train import RunConfig, train
 
@@ -24,7 +24,7 @@ def test_rerun_on_another_machine_passes():
     result = compare(PAIR / "machine_a", PAIR / "machine_b", Tolerances.measure(PAIR / "reference"))
     (rec,) = result.records
     assert not rec.bit_identical and rec.checkable
-    assert result.exit_code == 0, result.report()
+    assert result.exit_code == 0, report_markdown(result)
     # The pair is the hard case the old rule failed: beyond the largest seed-to-seed
     # difference of the reference (negative control of that rule).
     q = next(q for q in QUANTITIES if q.name == "train_loss")
@@ -42,7 +42,7 @@ def test_torch_version_difference_warns(tmp_path):
     rec = json.loads(p.read_text())
     rec["torch"] = "2.11.0+cu128"
     p.write_text(json.dumps(rec))
-    report = compare(PAIR / "machine_a", fresh, Tolerances.measure(PAIR / "reference")).report()
+    report = report_markdown(compare(PAIR / "machine_a", fresh, Tolerances.measure(PAIR / "reference")))
     assert "Warning: different torch versions" in report and '"2.11.0+cu128"' in report
     assert "| torch |" in report  # side by side
 
@@ -89,7 +89,7 @@ def _fresh(tmp_path, short_runs, mp, inject=None) -> "Comparison":
 
 
 def _failures(result) -> str:
-    assert result.exit_code == 1, result.report()
+    assert result.exit_code == 1, report_markdown(result)
     return "\n".join(result.failures())
 
 
@@ -135,7 +135,7 @@ def test_one_seed_is_not_checkable(tmp_path, short_runs):
     shutil.copy(src, ref / "synthetic-svhn/pcDEQ-1-SC-ReLU6")
     result = compare(ref, ref, Tolerances.measure(PAIR / "reference"))
     assert result.not_checkable() == ["synthetic-svhn pcDEQ-1-SC-ReLU6 seed 0"]
-    assert "**Not checkable**" in result.report()
+    assert "**Not checkable**" in report_markdown(result)
     rec = result.records[0]
     assert not rec.checkable and all(t is None for t in rec.tolerances.values())
-    assert "not checkable: one seed" in result.method_table("synthetic-svhn", "pcDEQ-1-SC-ReLU6")
+    assert "not checkable: one seed" in method_table(result, "synthetic-svhn", "pcDEQ-1-SC-ReLU6")

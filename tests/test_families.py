@@ -17,8 +17,9 @@ from pcdeq.train import RunConfig, resolve_hparams
 
 
 def test_registry_holds_the_families_in_listing_order():
-    assert list(METHOD_FAMILIES) == ["pcDEQ-1", "pcDEQ-2", "monDEQ", "DEQ", "DEQ-JR", "LipDEQ"]
-    assert FAMILY_GROUPS == ("pcDEQ", "monDEQ", "DEQ", "DEQ-JR", "LipDEQ")
+    assert list(METHOD_FAMILIES) == ["pcDEQ-1", "pcDEQ-2", "monDEQ", "DEQ", "DEQ-JR", "LipDEQ",
+                                     "MDEQ", "LipMDEQ", "LipMDEQ-cert"]
+    assert FAMILY_GROUPS == ("pcDEQ", "monDEQ", "DEQ", "DEQ-JR", "LipDEQ", "MDEQ", "LipMDEQ")
 
 
 @pytest.mark.parametrize("family", list(METHOD_FAMILIES))

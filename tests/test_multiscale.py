@@ -4,6 +4,8 @@ variational dropout, pretraining, and the implicit gradient."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -74,11 +76,21 @@ def test_pretraining_unrolls_then_the_solver_takes_over():
     x = torch.randn(2, 1, 28, 28)
     m.train_step = 0
     m(x).sum().backward()
-    assert m.last_fwd_stats.iters == 3 and m._bwd_stats == []  # plain backprop, no adjoint solve
+    # plain backprop, no adjoint solve (recorded as 0 backward iterations)
+    assert m.last_fwd_stats.iters == 3 and [b.iters for b in m._bwd_stats] == [0]
     assert all(p.grad is not None for p in m.parameters())
     m.train_step = 5
     m(x).sum().backward()
     assert m.last_fwd_stats.iters >= 2 and len(m._bwd_stats) == 1  # Broyden and its adjoint
+    assert m.last_bwd_stats.iters >= 1
+    # the trainer's rule: every step of the first cfg.pretrain_epochs epochs is unrolled
+    m.cfg = MDEQConfig(pretrain_steps=5, num_layers=3, pretrain_epochs=1)
+    m.at_step_(1, 100)
+    m(x)
+    assert m.last_fwd_stats.iters == 3 and math.isnan(m.last_fwd_stats.residual)
+    m.at_step_(2, 101)
+    m(x)
+    assert not math.isnan(m.last_fwd_stats.residual)  # the solver's residual
 
 
 def test_implicit_gradient_equals_backprop_through_the_converged_iteration():
@@ -183,3 +195,30 @@ def test_the_published_cap_is_undone_at_the_next_forward_and_the_certified_one_h
     assert max(op for _, _, op in c.conv_norms()) <= LIP_MNIST_MS.target_norm * (1 + 1e-6)
     assert all(float(gn.weight.detach().abs().max()) <= 1.0 for gn in c.f.modules()
                if isinstance(gn, torch.nn.GroupNorm) and gn.weight is not None)
+
+
+@pytest.mark.parametrize("cap,scale", [("certified", 1.0), ("certified", 4.0), ("as-published", 4.0)])
+def test_the_product_bound_bounds_the_lipschitz_constant_the_map_realises(cap, scale):
+    """Section 2.4's bound, computed from the model's true norms, holds for any weights (it
+    is an upper bound), and the certified cap keeps it below 1 while the published one does
+    not (the spec's two findings, on numbers)."""
+    import dataclasses
+    from pcdeq.multiscale import LIP_MNIST_MS
+    torch.manual_seed(0)
+    m = MDEQ(dataclasses.replace(LIP_MNIST_MS, cap=cap)).eval()
+    with torch.no_grad():
+        for mod in m.f.modules():
+            if isinstance(mod, (torch.nn.Conv2d, WNConv2d)):
+                (mod.weight if isinstance(mod, torch.nn.Conv2d) else mod.g).mul_(scale * 20)
+    x = torch.rand(4, 1, 28, 28)
+    m(x)
+    m.project_()
+    m(x)
+    bound = m.product_bound()
+    realised = m.equilibrium_jacobian_norm(x)
+    assert realised <= bound * (1 + 1e-6)
+    if cap == "certified":
+        assert bound < 1
+    else:
+        assert bound > 1  # the reshaped-kernel cap, undone for the weight-normed convs
+    assert MDEQ(MNIST_MS).product_bound() is None  # std GroupNorm: no global bound

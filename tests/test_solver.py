@@ -176,3 +176,15 @@ def test_pcdeq_layer_with_an_accelerated_solver_finds_the_same_fixed_point(name)
     with torch.no_grad():
         a, b = plain(u), fast(u)
     assert not fast.last_fwd_stats.hit_max_iter and torch.allclose(a, b, atol=1e-4)
+
+
+def test_jacobian_spectral_norm_is_the_largest_singular_value_per_sample():
+    from pcdeq.solver import jacobian_spectral_norm
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(3, 6, 6, generator=g, dtype=torch.float64)  # one matrix per sample
+
+    def f(z):
+        return torch.tanh(torch.einsum("bij,bj->bi", A, z))
+    z = torch.zeros(3, 6, dtype=torch.float64)  # tanh'(0) = 1: J = A
+    est = jacobian_spectral_norm(f, z, iters=200)
+    torch.testing.assert_close(est, torch.linalg.matrix_norm(A, ord=2), rtol=1e-6, atol=0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -87,7 +88,8 @@ def dry_runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
     tmp = tmp_path_factory.mktemp("configs")
     clone = fresh_clone(tmp_path_factory.mktemp("clone"))
     cmds = {
-        "paper": (snakemake_dry_run_cmd("all", "--configfile", "config/paper.yaml"), ROOT),
+        "paper": (snakemake_dry_run_cmd("all", "--configfile", "config/paper.yaml",
+                                        "--printshellcmds"), ROOT),
         "fashion": (snakemake_dry_run_cmd("all", "--configfile", "config/fashion.yaml"), ROOT),
         "fig4": (snakemake_dry_run_cmd("figures/fig4_sigma_max.pdf"), ROOT),
         # what the README's commands do in a fresh clone, whose artifacts are committed
@@ -98,6 +100,8 @@ def dry_runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
         "clone_table8_named": (snakemake_dry_run_cmd("table8", force=None), clone),
         "clone_fig13_named": (snakemake_dry_run_cmd("fig13", force=None), clone),
         "clone_fig15_named": (snakemake_dry_run_cmd("fig15", force=None), clone),
+        "clone_claims_named": (snakemake_dry_run_cmd("claims", force=None), clone),
+        "target_rules": ([*SNAKEMAKE, "--list-target-rules", "--nolock"], ROOT),
     }
     for name, (edit, _) in BAD_CONFIGS.items():
         cmds[name] = (snakemake_dry_run_cmd("all", "--configfile", str(bad_config(tmp, name, edit))), ROOT)
@@ -133,8 +137,8 @@ def test_schema_rejects_unknown_keys_bad_values_and_unknown_methods():
     from snakemake.utils import validate
 
     schema = str(ROOT / "config" / "schema.yaml")
-    for name in ("config.yaml", "paper.yaml", "smoke.yaml"):
-        # paper.yaml must be complete on its own: it is deep-merged over config.yaml, so a
+    for name in ("quick.yaml", "paper.yaml", "smoke.yaml"):
+        # paper.yaml must be complete on its own: it is deep-merged over quick.yaml, so a
         # missing key would silently inherit the quick profile's value.
         if name != "smoke.yaml":
             validate(load_config(name), schema)
@@ -151,7 +155,7 @@ def test_schema_rejects_unknown_keys_bad_values_and_unknown_methods():
          "train_limit"),
     ]
     for edit, expect in cases:
-        cfg = load_config("config.yaml")
+        cfg = load_config("quick.yaml")
         edit(cfg)
         with pytest.raises(WorkflowError) as err:
             validate(cfg, schema)
@@ -205,17 +209,17 @@ def test_fashion_profile_dry_run(dry_runs):
 
 
 def profile_config(name: str) -> dict:
-    """config/config.yaml with a profile merged over it by Snakemake's own function, as
+    """config/quick.yaml with a profile merged over it by Snakemake's own function, as
     --configfile merges it (mappings merge; lists and null replace)."""
     from snakemake.utils import update_config
 
-    cfg = load_config("config.yaml")
-    if name != "config.yaml":
+    cfg = load_config("quick.yaml")
+    if name != "quick.yaml":
         update_config(cfg, load_config(name))
     return cfg
 
 
-@pytest.mark.parametrize("profile,config_file,dry", [("quick", "config.yaml", "clone_all"),
+@pytest.mark.parametrize("profile,config_file,dry", [("quick", "quick.yaml", "clone_all"),
                                                      ("fashion", "fashion.yaml", "fashion")])
 def test_committed_reference_is_the_whole_profile_at_its_protocol(dry_runs, profile,
                                                                    config_file, dry):
@@ -329,6 +333,106 @@ def test_fresh_clone_named_target_regenerates_without_force(dry_runs):
     counts = job_counts(dry_runs["clone_fig15_named"].stdout + dry_runs["clone_fig15_named"].stderr)
     assert counts == {"train": 9, "profile_record": 1, "beyond_contraction": 1, "fig15": 1,
                       "total": 12}, counts
+
+
+# ----------------------------------------------------------------- the artifact registry
+def dry_run_jobs(out: str) -> list[dict[str, str]]:
+    """The jobs of a `snakemake -n -p` output: rule, input, output, log, shell command."""
+    jobs = []
+    for m in re.finditer(r"^(?:local)?rule (\w+):\n(.*?)(?=\n\n|\Z)", out, re.M | re.S):
+        job = {"rule": m[1], "shell": ""}
+        for line in m[2].splitlines():
+            key, _, value = line.strip().partition(": ")
+            if key in ("input", "output", "log"):
+                job[key] = value
+            elif line.startswith("Shell command: "):
+                job["shell"] = line[len("Shell command: "):]
+        jobs.append(job)
+    return jobs
+
+
+def test_registry_entries_are_complete():
+    """Every artifact names a notebook of the registry that exists and declares (in its
+    `parameters` cell) every parameter the workflow passes it, a report section, a rendering
+    rule, and a short name of its own; Tables 5-7 depend on pcdeq/hparams.py, whose
+    hyperparameters they print."""
+    import papermill
+
+    shorts = [a.short for a in report.ARTIFACTS.values()]
+    assert len(shorts) == len(set(shorts)), shorts
+    for a in report.ARTIFACTS.values():
+        assert report.NOTEBOOKS[a.notebook.path] is a.notebook, a.name
+        assert (ROOT / a.notebook.path).is_file(), a.name
+        assert a.section in report.SECTIONS and a.kind in report.SUFFIXES, a.name
+        assert a in report.RENDER_RULES[a.rule].artifacts, a.name
+        assert all(n in report.ARTIFACTS for n in a.target_also), a.name
+    for nb in report.NOTEBOOKS.values():
+        declared = papermill.inspect_notebook(str(ROOT / nb.path))
+        assert set(nb.params) <= set(declared), (nb.path, set(nb.params) - set(declared))
+        assert all(list(ROOT.glob(g)) for g in nb.code), (nb.path, nb.code)  # none stale
+    assert {s for s in report.SECTIONS} == {a.section for a in report.ARTIFACTS.values()}
+    for name in report.HPARAM_TABLES.values():
+        code = report.ARTIFACTS[name].notebook.code_files(ROOT)
+        assert "pcdeq/hparams.py" in code and "pcdeq/report/tables.py" in code, code
+
+
+def test_committed_artifacts_are_the_registry():
+    """The quick profile's committed tables and figures are exactly the registry's files (so
+    the names the notebooks, pcdeq.theory and pcdeq.claims write under are the registry's);
+    the fashion profile's are among them."""
+    ls = subprocess.run(["git", "ls-files", "tables", "figures"], cwd=ROOT, capture_output=True,
+                        text=True)
+    if ls.returncode != 0:
+        pytest.skip("not a git checkout: cannot tell the tracked files")
+    tracked = set(ls.stdout.split())
+    folder = {"table": "tables", "figure": "figures"}
+    quick = {str(p) for a in report.ARTIFACTS.values() for p in a.paths(folder[a.kind])}
+    assert {f for f in tracked if f.count("/") == 1} == quick
+    fashion = {str(p) for a in report.ARTIFACTS.values()
+               for p in a.paths(f"{folder[a.kind]}/fashion")}
+    assert {f for f in tracked if "/fashion/" in f} <= fashion
+
+
+def test_rendering_rules_are_generated_from_the_registry(dry_runs):
+    """Every Papermill job of `all` (paper profile: every artifact) is a job of a rule of
+    RENDER_RULES, runs its artifact's notebook with exactly the registry's parameters, reads the
+    notebook's code, keeps a log, and writes exactly the registry's files; no rule file writes
+    out a Papermill command or a notebook path of its own."""
+    res = dry_runs["paper"]
+    assert res.returncode == 0, res.stderr[-3000:]
+    papermill = [j for j in dry_run_jobs(res.stdout + res.stderr) if "-m papermill" in j["shell"]]
+    folder = {"table": "tables/paper", "figure": "figures/paper"}
+    want = {str(p) for a in report.ARTIFACTS.values() for p in a.paths(folder[a.kind])}
+    assert {f for j in papermill for f in j["output"].split(", ")} == want
+    assert {j["rule"] for j in papermill} == set(report.RENDER_RULES)
+    for job in papermill:
+        name = Path(job["output"].split(", ")[0]).stem
+        nb = report.ARTIFACTS[name].notebook
+        words = shlex.split(job["shell"])
+        params = json.loads(words[words.index("-y") + 1])
+        assert sorted(params) == sorted(nb.params), name
+        assert f" {nb.path} " in job["shell"], name
+        inputs = job["input"].split(", ")
+        assert set(nb.code_files(ROOT)) <= set(inputs), name
+        assert job["log"] == f"logs/paper/notebooks/{name}.ipynb, logs/paper/notebooks/{name}.log"
+        assert report.ARTIFACTS[name].rule == job["rule"], name
+    rule_files = [ROOT / "Snakefile", *(ROOT / "workflow").rglob("*.smk")]
+    with_papermill = [f.name for f in rule_files if "papermill" in f.read_text()]
+    assert with_papermill == ["artifacts.smk"], with_papermill
+    assert not [f.name for f in rule_files if re.search(r"notebooks/\w+\.ipynb", f.read_text())]
+
+
+def test_every_artifact_has_its_named_target(dry_runs):
+    """`snakemake --list-target-rules` names every artifact by its short name; `claims` also
+    makes Figure 15 and trains every run."""
+    res = dry_runs["target_rules"]
+    assert res.returncode == 0, res.stderr[-3000:]
+    targets = {line.split(" ")[0] for line in res.stdout.splitlines() if line and line[0] != " "}
+    assert {a.short for a in report.ARTIFACTS.values()} <= targets
+    out = dry_runs["clone_claims_named"].stdout + dry_runs["clone_claims_named"].stderr
+    counts = job_counts(out)
+    assert counts["train"] == 66 and counts["claims_table"] == 1 and counts["claims"] == 1
+    assert counts["beyond_contraction"] == 1
 
 
 # --------------------------------------------------------------------------- the report

@@ -1,13 +1,16 @@
 # Helpers of the workflow: config validation, the job list, and the input/params functions
-# of the rules. Path conventions (record layout, file-safe method names, artifact names)
-# come from pcdeq/report/paths.py, the project's one paths module, so the notebooks and the
-# workflow can never disagree on them.
+# of the rules. Path conventions (record layout, file-safe method names) come from
+# pcdeq/report/paths.py, the project's one paths module, and every artifact (its name, files,
+# notebook, the runs it reads) from the registry pcdeq/report/artifacts.py, so the notebooks
+# and the workflow can never disagree on them.
 
+import glob
 import json
 import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -17,9 +20,10 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 
 from pcdeq.hparams import (ConfigError, dataset_info, hyperparameters, method_pattern,  # noqa: E402
                            parse_method)
-from pcdeq.report import (ARTIFACTS, AUG_SUFFIX, HPARAM_TABLES, LOGS_ROOT,  # noqa: E402
-                          REFERENCE_ROOT, RUNS_ROOT, arch_key, method_from_safe, record_path,
-                          safe_method)
+from pcdeq.report import (ARTIFACTS, AUG_SUFFIX, LOGS_ROOT, REFERENCE_ROOT, RENDER_RULES,  # noqa: E402
+                          RUNS_ROOT, Artifact, RenderRule, arch_key, method_from_safe,
+                          record_path, safe_method)
+from pcdeq.report.artifacts import REPORTED_SUFFIX, artifact_paths  # noqa: E402
 
 # The interpreter running Snakemake also runs the jobs (`python` on PATH may be another one,
 # e.g. when snakemake is called as .venv/bin/snakemake without activating the venv). Used in
@@ -111,10 +115,6 @@ if any(a == "--report" or a.startswith("--report=") for a in sys.argv) and not P
 # File-safe method names of every family (pcdeq.hparams, the one place that names them),
 # as the training rules' wildcard constraint: "*" is spelled "-aug" in paths.
 METHOD_WILDCARD: str = method_pattern()[1:-1].replace(r"\*?", f"({AUG_SUFFIX})?")
-# The code every artifact is rendered by: a change there redoes the artifacts, not the runs.
-REPORT_CODE: list[str] = sorted(f"pcdeq/report/{p.name}" for p in
-                                Path(workflow.basedir, "pcdeq", "report").glob("*.py")) + [
-                                    "pcdeq/paper_results.py"]
 # Torch threads of a training job: as configured, not Snakemake's `threads` (which --cores 1
 # cuts to 1). Used in the shell command directly, like PY, so it is no rerun trigger.
 TORCH_THREADS: int = config["threads"]
@@ -166,36 +166,6 @@ def _size(wildcards) -> dict:
     return exp["sizes"][arch_key(method_from_safe(wildcards.method))]
 
 
-# ----------------------------------------------------------------- the HTML report
-REPORT_CAPTION: str = "../report/artifact.rst"  # relative to the rule files (workflow/rules/)
-# Categories of `snakemake --report`: the paper's sections (by artifact name prefix).
-REPORT_SECTIONS: dict[str, str] = {
-    **{k: "1. Experiments (Sec. 5: Tables 1-3, Figures 2-4; App. D: Figures 8-10)"
-       for k in ("table1", "table2", "table3", "fig2", "fig3", "fig4", "fig8", "fig9", "fig10")},
-    **{k: "2. Data and hyperparameters (App. C: Tables 4-7)"
-       for k in ("table4", "table5", "table6", "table7")},
-    **{k: "3. Beyond the paper: the other stable DEQs (Table 8, Figures 11-12)"
-       for k in ("table8", "fig11", "fig12")},
-    **{k: "4. Theory on synthetic problems (Figures 13-14, Table 9)"
-       for k in ("fig13", "fig14", "table9")},
-    **{k: "5. The paper's claims, checked" for k in ("claims", "fig15")},
-}
-
-
-def report_category(wildcards) -> str:
-    return REPORT_SECTIONS[wildcards.name.split("_")[0]]
-
-
-def report_labels(wildcards, input) -> dict[str, str]:
-    """Labels of an artifact in the report (evaluated only by --report, from its records)."""
-    from pcdeq.report import caption, load_runs
-    from pcdeq.report.records import artifact_title
-
-    runs = load_runs(list(input.records)) if list(input.records) else []
-    return {"artifact": artifact_title(wildcards.name, runs),
-            "provenance": caption(PROFILE, runs) if runs else config["description"]}
-
-
 # --------------------------------------------------------- functions used by the rules
 def train_method(wildcards) -> str:
     """The real method name (with "*") of a training job's file-safe wildcard."""
@@ -219,58 +189,144 @@ def train_runtime(wildcards) -> int:
     return _size(wildcards)["runtime"]
 
 
-def artifact_records(wildcards) -> list[str]:
-    """Fresh run records an artifact is rendered from (only the training jobs it needs)."""
-    return records(RUNS, wildcards.name)
-
-
 def profile_json() -> str:
     """The whole config as canonical JSON (the content of PROFILE_RECORD)."""
     return json.dumps(config, sort_keys=True)
 
 
-def artifact_notebook(wildcards) -> str:
-    return ARTIFACTS[wildcards.name].notebook
-
-
-def notebook_params(wildcards) -> str:
-    """Papermill parameters (a YAML/JSON mapping for `-y`) of an artifact's notebook."""
-    kind = ARTIFACTS[wildcards.name].kind
-    params = {
-        "profile": PROFILE,
-        "results_dir": RUNS,
-        "records": records(RUNS, wildcards.name),
-        "which": wildcards.name,
-        "out_dir": TABLES if kind == "table" else FIGURES,
-    }
-    nb = Path(ARTIFACTS[wildcards.name].notebook).name
-    if nb == "dataset_table.ipynb":
-        params["data_root"] = config["data_root"]
-    if nb == "hparam_tables.ipynb":
-        params["experiments"] = EXPERIMENTS
-        params["description"] = config["description"]
-        del params["records"], params["results_dir"]
-    return json.dumps(params, sort_keys=True)
-
-
-def artifact_names(kind: str) -> list[str]:
-    return [a.name for a in ARTIFACTS.values() if a.kind == kind]
-
-
-def in_profile(name: str) -> bool:
-    """Whether the profile makes an artifact: it reads runs the profile trains (Tables 5-7,
-    which read the config: the profile trains their family)."""
-    if ARTIFACTS[name].needs:
-        return bool(jobs(name))
-    return any(HPARAM_TABLES.get(f) == name for f in EXPERIMENTS)
-
-
-def artifact_files() -> list[str]:
-    """Every table (.md, .tex) and figure (.pdf, .png) of the profile."""
-    return [str(p) for a in ARTIFACTS.values() if in_profile(a.name)
-            for p in a.paths(TABLES if a.kind == "table" else FIGURES)]
-
-
 def one_of(names: list[str]) -> str:
     """A wildcard constraint matching exactly one of `names`."""
     return "|".join(names)
+
+
+# ------------------------------------------------------------------------ the artifacts
+# Every table and figure is an entry of pcdeq/report/artifacts.py; the rules that render them
+# (workflow/rules/artifacts.smk) and the named targets (targets.smk) are generated from it.
+Job = tuple[Artifact, ...]  # the artifacts one rendering job writes
+
+
+def folder(a: Artifact) -> str:
+    """The profile's folder of an artifact's kind (figures_dir, tables_dir)."""
+    return FIGURES if a.kind == "figure" else TABLES
+
+
+def in_profile(a: Artifact) -> bool:
+    """Whether the profile makes an artifact (`all`): the theory's unless the profile sets
+    `theory: false`; the claims and Figure 15 always; any other if it reads runs the profile
+    trains (Tables 5-7, which read the config: if the profile trains their family)."""
+    if a.synthetic:
+        return config.get("theory", True)
+    if a.weights:
+        return True
+    if a.needs:
+        return bool(jobs(a.name))
+    return a.family in EXPERIMENTS
+
+
+def artifact_files() -> list[str]:
+    """Every file of every artifact the profile makes."""
+    return [str(p) for a in ARTIFACTS.values() if in_profile(a) for p in a.paths(folder(a))]
+
+
+def artifact_runs(a: Artifact) -> list[str]:
+    """The fresh run records an artifact reads, and those of the models whose weights it
+    studies: the training jobs its named target runs."""
+    studied = [w[: -len(".pt")] + ".json" for w in weights(RUNS)] if a.weights else []
+    return list(dict.fromkeys(records(RUNS, a.name) + studied))
+
+
+def render_job(rule: RenderRule, wildcards) -> Job:
+    """The artifacts a job of a rendering rule writes: the one its `{name}` names, or all."""
+    return (ARTIFACTS[wildcards.name],) if rule.each else rule.artifacts
+
+
+def of_job(rule: RenderRule, fn: Callable[[Job], Any]) -> Callable:
+    """`fn` of the job, as an input / params / resources function of the rule's jobs."""
+    return lambda wildcards: fn(render_job(rule, wildcards))
+
+
+def job_records(job: Job) -> list[str]:
+    """Fresh run records the job's artifacts are rendered from (only the training jobs they need)."""
+    return list(dict.fromkeys(r for a in job for r in records(RUNS, a.name)))
+
+
+def job_weights(job: Job) -> list[str]:
+    """The weights the job studies (Figure 15, the claims), else none."""
+    return weights(RUNS) if any(a.weights for a in job) else []
+
+
+def job_code(job: Job) -> list[str]:
+    """The code the job's artifacts are rendered by: a change there redoes them, not the runs."""
+    return job[0].notebook.code_files(workflow.basedir)
+
+
+CLAIMS_PROFILES: tuple[str, ...] = ("quick", "fashion")  # the profiles with committed evidence
+
+
+def claims_sources() -> list[dict]:
+    """The claims' evidence: this profile's fresh runs (records, and the weights of the
+    `reference_weights` methods), then the committed results of the other profiles."""
+    return [{"profile": PROFILE, "dir": RUNS, "weights": weights(RUNS)}] + [
+        {"profile": p, "dir": f"{REFERENCE_ROOT}/{p}"} for p in CLAIMS_PROFILES if p != PROFILE]
+
+
+# The value of every notebook parameter the workflow passes (Notebook.params), per job.
+NOTEBOOK_PARAMS: dict[str, Callable[[Job], Any]] = {
+    "profile": lambda job: PROFILE,
+    "description": lambda job: config["description"],
+    "experiments": lambda job: EXPERIMENTS,
+    "data_root": lambda job: config["data_root"],
+    "results_dir": lambda job: RUNS,
+    "records": job_records,
+    "which": lambda job: job[0].name,
+    "out_dir": lambda job: FIGURES if any(a.kind == "figure" for a in job) else TABLES,
+    "tables_dir": lambda job: TABLES,
+    "weights_dir": lambda job: RUNS,
+    "weights": job_weights,
+    "sources": lambda job: claims_sources(),
+}
+
+
+def notebook_params(job: Job) -> str:
+    """Papermill parameters (a JSON mapping for `-y`) of the job's notebook."""
+    return json.dumps({p: NOTEBOOK_PARAMS[p](job) for p in job[0].notebook.params},
+                      sort_keys=True)
+
+
+def render_outputs(rule: RenderRule) -> list:
+    """The files a rendering rule writes: the `{name}` patterns of its kind (one job per
+    artifact) or every file of its artifacts; the file of each artifact that `snakemake
+    --report` shows (.md, .png) is flagged for it."""
+    if rule.each:
+        a = rule.artifacts[0]  # all of one kind
+        return [reported(str(p), None) if p.suffix == REPORTED_SUFFIX[a.kind] else str(p)
+                for p in artifact_paths(a.kind, "{name}", folder(a))]
+    return [reported(str(p), a) if p.name == a.name + REPORTED_SUFFIX[a.kind] else str(p)
+            for a in rule.artifacts for p in a.paths(folder(a))]
+
+
+# ----------------------------------------------------------------- the HTML report
+REPORT_CAPTION: str = "../report/artifact.rst"  # relative to the rule files (workflow/rules/)
+
+
+def reported(path: str, artifact: Artifact | None):
+    """`path` as an entry of `snakemake --report`, under its artifact's section (the paper's),
+    labelled with its title and provenance. `artifact` None: the one the job's `{name}` names."""
+
+    def pick(wildcards) -> Artifact:
+        return artifact or ARTIFACTS[wildcards.name]
+
+    def labels(wildcards, input) -> dict[str, str]:
+        """Evaluated only by --report, from the job's records."""
+        from pcdeq.report import caption, load_runs
+        from pcdeq.report.records import artifact_title
+
+        a = pick(wildcards)
+        if a.provenance:
+            return {"artifact": a.title, "provenance": a.provenance}
+        runs = load_runs(list(input.records)) if list(input.records) else []
+        return {"artifact": artifact_title(a.name, runs),
+                "provenance": caption(PROFILE, runs) if runs else config["description"]}
+
+    return report(path, caption=REPORT_CAPTION, category=lambda wildcards: pick(wildcards).section,
+                  labels=labels)

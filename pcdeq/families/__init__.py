@@ -8,7 +8,7 @@ model factory, and import it below (the import order is the listing order).
 from .registry import (METHOD_FAMILIES, Method, MethodFamily, baseline_methods, family_groups,
                        family_of, hyperparameters, method_pattern, parse_method, register_family,
                        valid_method_names)
-from . import pcdeq, mondeq, deq, lipdeq  # noqa: E402,F401  (registration, in listing order)
+from . import pcdeq, mondeq, deq, lipdeq, mdeq  # noqa: E402,F401  (registration, in listing order)
 from .deq import JR_PROB, JR_WEIGHT  # noqa: E402
 from .lipdeq import LIP_BOUND  # noqa: E402
 from .mondeq import MNIST_STANDARDIZATION  # noqa: E402

@@ -8,11 +8,14 @@ pcDEQ-2 takes sigmoid with x = relu(u) >= 0. The architectures L, SC, MC are the
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..activations import pcdeq_activations
 from ..errors import ConfigError
 from ..hparams import ARCHITECTURES, PAPER_DATASET_NAMES, PAPER_REF, PAPER_TABLE, DatasetInfo, HParams
 from ..layers import PcDEQConv2d, PcDEQLinear
 from ..models import paper_model
+from ..multiscale_pcdeq import MS_CHANNELS, multiscale_pcdeq_model
 from .registry import Method, MethodFamily, baseline_methods, register_family
 
 
@@ -47,7 +50,20 @@ def paper_methods() -> dict[str, list[str]]:
     return {fam: methods_for(fam) for fam in PAPER_DATASET_NAMES}
 
 
+def _hparams(info: DatasetInfo, m: Method) -> HParams:
+    if m.arch != "MS":
+        return paper_hparams(info, m)
+    # The multiscale pcDEQ (issue 17; not in the paper): pcDEQ's protocol, the MC row of the
+    # dataset family (optimizer, lr, weight decay, epochs, decay), its own widths.
+    mc = paper_hparams(info, Method(m.family, "MC", m.activation, False))
+    return dataclasses.replace(mc, channels=MS_CHANNELS)
+
+
 def _build(info: DatasetInfo, m: Method, hp: HParams, kw: dict):
+    if m.arch == "MS":
+        return multiscale_pcdeq_model(info.in_channels, info.size, info.n_classes, hp.channels,
+                                      m.variant, m.activation, **kw)
+
     def layer(n: int, size: int | None):
         return (PcDEQLinear if size is None else PcDEQConv2d)(n, m.variant, m.activation, **kw)
     return paper_model(info, m.arch, hp, layer)
@@ -57,5 +73,5 @@ for _variant, _summary in (
         (1, f"the paper: W >= 0, nonnegative concave activation, input x > 0; {PAPER_REF}"),
         (2, f"the paper: W >= 0, sigmoid, input x >= 0; {PAPER_REF}")):
     register_family(MethodFamily(
-        f"pcDEQ-{_variant}", "pcDEQ", ARCHITECTURES, pcdeq_activations(_variant), None, True,
-        _summary, hparams=paper_hparams, build=_build, variant=_variant))
+        f"pcDEQ-{_variant}", "pcDEQ", (*ARCHITECTURES, "MS"), pcdeq_activations(_variant), None,
+        True, _summary, hparams=_hparams, build=_build, variant=_variant))

@@ -4,8 +4,10 @@ The notebooks in ``notebooks/`` stay thin: they load run records written by
 ``python -m pcdeq train`` (format ``pcdeq-run/1``) and call this package to aggregate them over
 seeds, render the tables as Markdown + LaTeX and draw the figures as PDF + PNG. By concern:
 
-* :mod:`.paths`: the record layout, file-safe method names and the artifacts registry (the
-  workflow's *paths module*);
+* :mod:`.paths`: the record layout and file-safe method names (the workflow's *paths module*);
+* :mod:`.artifacts`: the artifact registry: every table and figure (theory and claims
+  included), its notebook, files, report section and the runs it reads; the workflow's
+  rendering rules and named targets follow from it;
 * :mod:`.records`: the record schema and its validation, aggregation, provenance captions;
 * :mod:`.tables`: Tables 1-8;
 * :mod:`.figures`: Figures 2-4 and 8-12.
@@ -22,10 +24,13 @@ Heavy imports (numpy, matplotlib) happen inside the functions that need them, be
 Snakemake imports this package while building the DAG.
 """
 
+from .artifacts import (ACCURACY_TABLES, ARTIFACTS, BEYOND_FIGURE, CLAIMS_TABLE, CONVERGENCE_TABLE,
+                        DYNAMICS_FIGURE, GEOMETRY_FIGURE, HPARAM_TABLES, NOTEBOOKS, RENDER_RULES,
+                        SECTIONS, SUFFIXES, Artifact, Notebook, RenderRule, artifact_paths,
+                        artifacts_of, select)
 from .figures import COLORS, METRICS, figure_summary, make_figure, save_figure
-from .paths import (ACCURACY_TABLES, ARTIFACTS, AUG_SUFFIX, FAMILIES, HPARAM_TABLES, LOGS_ROOT,
-                    RECORD_FORMAT, REFERENCE_ROOT, RUNS_ROOT, SUFFIXES, Artifact, arch_key,
-                    artifact_paths, artifacts_of, method_from_safe, record_path, safe_method, select)
+from .paths import (AUG_SUFFIX, FAMILIES, LOGS_ROOT, RECORD_FORMAT, REFERENCE_ROOT, RUNS_ROOT,
+                    arch_key, method_from_safe, record_path, safe_method)
 from .records import (Curve, RecordError, Run, Summary, caption, curve, data_label, find_records,
                       load_run, load_runs, mean_std, select_runs, size_label, summarize)
 from .tables import (Table, accuracy_table, dataset_table, hparam_table, latex_escape, make_table,

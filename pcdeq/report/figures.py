@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ..hparams import ALL_ACTIVATIONS, FAMILY_GROUPS, PAPER_DATASET_NAMES, parse_method
-from .paths import _ALL_ARCHS, ARTIFACTS, FAMILIES, arch_key, artifact_paths
+from .artifacts import artifact_paths
+from .paths import _ALL_ARCHS, FAMILIES, arch_key
 from .records import Run, artifact_title, caption, curve, select_runs, summarize
 
 # ------------------------------------------------------------------------------- figures
@@ -20,7 +21,7 @@ METRICS = {"test_acc": "test accuracy [%]", "fwd_iters": "forward iterations",
 
 # The stable-DEQ figures (11, 12): colour by family, line style by activation.
 GROUP_COLORS = {"pcDEQ": "#1f77b4", "monDEQ": "#d62728", "DEQ": "#ff7f0e", "DEQ-JR": "#2ca02c",
-                "LipDEQ": "#9467bd"}
+                "LipDEQ": "#9467bd", "MDEQ": "#8c564b", "LipMDEQ": "#e377c2"}
 LINESTYLES = {"ReLU6": "-", "Tanh": "--", "Softsign": ":", "Sigmoid": "-.",
               "ReLU": (0, (5, 1, 1, 1))}
 

@@ -12,7 +12,8 @@ from typing import Any, Iterable, Sequence
 
 from ..hparams import PAPER_DATASET_NAMES, ConfigError, dataset_info, methods_for, parse_method
 from ..record import RecordError, RunRecord
-from .paths import _ALL_ARCHS, ARTIFACTS, FAMILIES, arch_key, safe_method
+from .artifacts import ARTIFACTS
+from .paths import _ALL_ARCHS, FAMILIES, arch_key, safe_method
 
 # ------------------------------------------------------------------------------- records
 # The record itself is defined in pcdeq.record; the report reads it through RunRecord.

@@ -10,7 +10,8 @@ from typing import Any, Sequence
 from ..hparams import (ALL_ACTIVATIONS, FAMILY_GROUPS, METHOD_FAMILIES, PAPER_DATASET_NAMES,
                        dataset_info, hyperparameters, methods_for, parse_method)
 from ..paper_results import BASELINES, PAPER, PAPER_DATASET_SIZES, PAPER_PARAMS, SOURCES, paper_accuracy
-from .paths import _ALL_ARCHS, ACCURACY_TABLES, ARTIFACTS, FAMILIES, HPARAM_TABLES, arch_key, artifact_paths
+from .artifacts import ACCURACY_TABLES, ARTIFACTS, HPARAM_TABLES, RENDER_RULES, artifact_paths
+from .paths import _ALL_ARCHS, FAMILIES, arch_key
 from .records import Run, _count, artifact_title, caption, select_runs, summarize
 
 # -------------------------------------------------------------------------------- tables
@@ -346,7 +347,7 @@ def make_table(name: str, runs: Sequence[Run] = (), profile: str = "quick", *,
     if name == "table4_datasets":
         return dataset_table(runs, profile, data_root)
     raise ValueError(f"unknown table {name!r}; tables: "
-                     f"{', '.join(a.name for a in ARTIFACTS.values() if a.kind == 'table')}")
+                     f"{', '.join(a.name for a in RENDER_RULES['table'].artifacts)}")
 
 
 def write_table(table: Table, out_dir: str | Path) -> list[Path]:

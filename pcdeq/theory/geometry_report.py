@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..hparams import ConfigError
+from ..report.artifacts import CONVERGENCE_TABLE
 from .maps import UPPER_BOUND, spectral_norm
 from .geometry import CaseResult, GeometryStudy, banach_curves
 
@@ -93,7 +94,8 @@ def convergence_table(study: GeometryStudy, profile: str = "quick") -> "Table":
         profile: the profile named in the caption (the numbers do not depend on it).
 
     Returns:
-        A :class:`pcdeq.report.Table` named ``table9_convergence``.
+        A :class:`pcdeq.report.Table` named and titled as the registry's
+        :data:`~pcdeq.report.artifacts.CONVERGENCE_TABLE`.
     """
     s = study.settings
     header = ["Case", "Theorem", "σ_max(W)", "Lip(σ)·σ_max(W)", "Iterations to 1e-4",
@@ -126,9 +128,8 @@ def convergence_table(study: GeometryStudy, profile: str = "quick") -> "Table":
     ]
     cap = (f"Synthetic illustration of the pcDEQ theorem (random W and x, not trained models); "
            f"the same in every profile ({profile} profile run).")
-    title = "Table 9: fixed-point iteration on pcDEQ maps and on maps outside the theorem"
-    return _table_class()("table9_convergence", title, cap, header, rows, notes,
-                          align="llrrrrrll")
+    return _table_class()(CONVERGENCE_TABLE.name, CONVERGENCE_TABLE.title, cap, header, rows,
+                          notes, align="llrrrrrll")
 
 
 # ------------------------------------------------------------------------- figure 13

@@ -1,59 +1,43 @@
-# Artifacts: Papermill executes a parameterized notebook per table / figure; the notebook
-# writes the artifact files itself and its executed copy is kept as the rule's log.
-# Plotting is split from training: changing a figure never retrains anything.
+# Artifacts: Papermill executes a parameterized notebook; the notebook writes the artifact
+# files itself and its executed copy is kept as the rule's log. Plotting is split from
+# training: changing a figure never retrains anything.
+#
+# The rules are generated from the artifact registry (pcdeq/report/artifacts.py, RENDER_RULES):
+# `table` and `figure` run one job per artifact (the notebooks that take `which`: Tables 1-8,
+# Figures 2-4, 8-12); `theory_geometry` (Figure 13 + Table 9), `theory_dynamics` (Figure 14),
+# `claims_table` (the claims) and `beyond_contraction` (Figure 15) one job for their notebook.
+# Every artifact also reads the profile record, which a fresh clone lacks: `all` there
+# regenerates the committed files too, the theory's (synthetic problems, no runs) included.
 
+PAPERMILL: str = ("{PY:q} -m papermill --kernel python3 --cwd . --no-progress-bar"
+                  " {input.notebook:q} {log.notebook:q} -y {params.nb:q} 2> {log.stderr:q}")
 
-rule table:
-    """Tables 1-8 (Markdown + LaTeX): accuracy_tables / dataset_table / hparam_tables /
-    stable_deqs."""
-    input:
-        notebook=artifact_notebook,
-        records=artifact_records,
-        profile=PROFILE_RECORD,
-        code=REPORT_CODE,
-    output:
-        md=report(f"{TABLES}/{{name}}.md", caption=REPORT_CAPTION, category=report_category,
-                  labels=report_labels),
-        tex=f"{TABLES}/{{name}}.tex",
-    log:
-        notebook=f"{LOGS}/notebooks/{{name}}.ipynb",
-        stderr=f"{LOGS}/notebooks/{{name}}.log",
-    params:
-        nb=notebook_params,
-    resources:
-        gpu=0,
-        mem_mb=2000,
-        runtime=10,
-    wildcard_constraints:
-        name=one_of(artifact_names("table")),
-    shell:
-        "{PY:q} -m papermill --kernel python3 --cwd . --no-progress-bar"
-        " {input.notebook:q} {log.notebook:q} -y {params.nb:q} 2> {log.stderr:q}"
+for _rule in RENDER_RULES.values():
+    _log = f"{LOGS}/notebooks/{'{name}' if _rule.each else _rule.artifacts[0].name}"
 
+    rule:
+        name:
+            _rule.name
+        input:
+            notebook=of_job(_rule, lambda job: job[0].notebook.path),
+            records=of_job(_rule, job_records),
+            weights=of_job(_rule, job_weights),
+            profile=PROFILE_RECORD,
+            code=of_job(_rule, job_code),
+        output:
+            *render_outputs(_rule),
+        log:
+            notebook=f"{_log}.ipynb",
+            stderr=f"{_log}.log",
+        params:
+            nb=of_job(_rule, notebook_params),
+        resources:
+            gpu=0,
+            mem_mb=of_job(_rule, lambda job: job[0].notebook.mem_mb),
+            runtime=of_job(_rule, lambda job: job[0].notebook.runtime),
+        wildcard_constraints:
+            **({"name": one_of([a.name for a in _rule.artifacts])} if _rule.each else {}),
+        shell:
+            PAPERMILL
 
-rule figure:
-    """Figures 2-4, 8-10 (notebooks/figures.ipynb) and 11-12 (notebooks/stable_deqs.ipynb), PDF +
-    PNG, byte-stable."""
-    input:
-        notebook=artifact_notebook,
-        records=artifact_records,
-        profile=PROFILE_RECORD,
-        code=REPORT_CODE,
-    output:
-        pdf=f"{FIGURES}/{{name}}.pdf",
-        png=report(f"{FIGURES}/{{name}}.png", caption=REPORT_CAPTION,
-                   category=report_category, labels=report_labels),
-    log:
-        notebook=f"{LOGS}/notebooks/{{name}}.ipynb",
-        stderr=f"{LOGS}/notebooks/{{name}}.log",
-    params:
-        nb=notebook_params,
-    resources:
-        gpu=0,
-        mem_mb=2000,
-        runtime=10,
-    wildcard_constraints:
-        name=one_of(artifact_names("figure")),
-    shell:
-        "{PY:q} -m papermill --kernel python3 --cwd . --no-progress-bar"
-        " {input.notebook:q} {log.notebook:q} -y {params.nb:q} 2> {log.stderr:q}"
+    workflow.get_rule(_rule.name).docstring = _rule.doc

@@ -15,7 +15,7 @@ rule check:
     with --forcerun check."""
     input:
         records=records(RUNS),
-        code="pcdeq/compare.py",
+        code=["pcdeq/compare.py", *sorted(glob.glob("pcdeq/reproducibility/*.py"))],
     output:
         f"{LOGS}/check.md",
     log:

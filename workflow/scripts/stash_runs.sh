@@ -13,7 +13,6 @@ cd "$(dirname "$0")/../.."
 mode=$1 profile=$2
 runs=runs/$profile stash=results/$profile/in_progress
 cfg=config/$profile.yaml
-[ "$profile" = quick ] && cfg=config/config.yaml
 mapfile -t weights < <(python3 -c "import sys, yaml; print('\n'.join(yaml.safe_load(open(sys.argv[1])).get('reference_weights', [])))" "$cfg" 2>/dev/null)
 case $mode in
   save)

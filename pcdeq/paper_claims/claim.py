@@ -1,0 +1,56 @@
+"""A row of the claims table (:class:`Claim`), its three verdicts and the thresholds every
+verdict is computed with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HOLDS, FAILS, UNTESTABLE = "holds", "does not hold", "not testable here"
+
+# The thresholds every verdict is computed with (the notebook prints them).
+THRESHOLDS: dict[str, float] = {
+    "same_fixed_point": 1e-6,  # largest ∞-norm distance between limits from different starts
+    "solve_tol": 1e-11,  # relative step at which a start counts as converged (float64)
+    "geometric_max_ratio": 1.0,  # every step shrinks the residual: r_{k+1} / r_k < 1
+    "sigma_mostly_above": 0.5,  # "most of the time": more than half of the epochs above 1
+    "sigmoid_max_iters": 8.0,  # Figure 3: fewer than 8 iterations
+    # A window's iterations "grow" when end / start > 1.1 for sure (95% interval above), "do
+    # not grow" when surely below: one more iteration in ten, ~10% more time per step.
+    "iter_growth": 1.1,
+    # "matches": the 95% Welch interval of (pcDEQ - monDEQ) mean accuracy lies above -0.1
+    # points, the precision at which the paper's Tables 1-3 report accuracy (one decimal).
+    "acc_margin_points": 0.1,
+}
+
+
+@dataclass
+class Claim:
+    """One row of the claims table."""
+
+    key: str  # short id, e.g. "C1"
+    claim: str  # the paper's statement
+    where: str  # its place in the paper
+    test: str  # what is measured and the threshold
+    evidence: str  # measured values, with profile and data
+    verdict: str  # HOLDS / FAILS / UNTESTABLE
+    why: str = ""  # for UNTESTABLE: what is missing
+    decisive: str = ""  # the one number the verdict turned on, with its threshold
+    profile: str = ""  # the evidence's profile ("" : none, e.g. C8)
+
+
+def verdict(ok: bool) -> str:
+    """:data:`HOLDS` if ``ok``, else :data:`FAILS`."""
+    return HOLDS if ok else FAILS
+
+
+def untestable(key: str, claim: str, where: str, test: str, why: str) -> Claim:
+    """The row of a claim whose evidence is missing here.
+
+    Args:
+        key, claim, where, test: as in :class:`Claim`.
+        why: what is missing (and how to make it).
+
+    Returns:
+        A :data:`UNTESTABLE` claim with no evidence.
+    """
+    return Claim(key, claim, where, test, "—", UNTESTABLE, why)

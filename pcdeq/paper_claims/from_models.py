@@ -1,0 +1,219 @@
+"""C1 (uniqueness), C2 (geometric convergence) and C7 (invariants): the claims checked on the
+trained models of a source (:func:`model_evidence`, then :func:`claims_from_models`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from .. import beyond_contraction as bc
+from ..data import DatasetMissing
+from ..hparams import dataset_info, parse_method
+from ..report.records import Run
+from .claim import THRESHOLDS, UNTESTABLE, Claim, untestable, verdict
+from .fixed_points import (Invariants, Rate, Uniqueness, convergence_rate, invariants,
+                           layer_problems, test_images, uniqueness)
+from .sources import Source
+
+
+@dataclass
+class ModelEvidence:
+    """Every weight-based measurement of one source."""
+
+    source: Source
+    models: list[str] = field(default_factory=list)  # "method seedK"
+    uniqueness: list[Uniqueness] = field(default_factory=list)
+    rates: list[Rate] = field(default_factory=list)
+    invariants: list[Invariants] = field(default_factory=list)
+    images: dict[str, set[int]] = field(default_factory=dict)  # dataset -> test images used
+    missing: list[str] = field(default_factory=list)  # why some weights could not be used
+    scaled: "bc.Study | None" = None  # W scaled beyond contraction, with controls (Figure 15)
+
+
+def model_evidence(source: Source, *, data_root: str = "data", images_l: int = 64,
+                   images_conv: int = 2, n_starts: int = 20,
+                   scaled: bc.Settings | None = None) -> ModelEvidence:
+    """Run :func:`uniqueness`, :func:`convergence_rate` and :func:`invariants` on every
+    weights file of ``source`` (L models on ``images_l`` test images, conv models on
+    ``images_conv``: the iteration runs on the whole batch, 21 times, in float64), and the
+    scaled study of Figure 15 (:func:`pcdeq.beyond_contraction.study`; ``scaled``: its
+    settings, default those of Figure 15 with ``n_starts``) on the same files."""
+    from ..train import load_trained
+
+    ev = ModelEvidence(source)
+    cache: dict = {}
+    used: list[Path] = []
+    for path in source.weights():
+        model = load_trained(path)
+        m = model.spec.method
+        if m.family == "monDEQ":  # its own splitting solver, not g(z) = σ(Wz + x)
+            continue
+        if dataset_info(model.spec.dataset).synthetic:  # a stand-in is no evidence
+            continue
+        ds = model.spec.dataset
+        n = images_l if m.arch == "L" else images_conv
+        try:
+            x = test_images(ds, m.name, data_root, n, cache, source.root)
+        except DatasetMissing as e:
+            ev.missing.append(f"{m.name}: {e}")
+            continue
+        ev.images.setdefault(ds, set()).add(n)
+        ev.models.append(f"{m.name} {path.stem}")
+        problems = layer_problems(model, x)
+        ev.invariants.append(invariants(model, problems))
+        for p in problems:
+            ev.uniqueness.append(uniqueness(p, m.name, n_starts=n_starts))
+            ev.rates.append(convergence_rate(p, m.name))
+        used.append(path)
+    if used:
+        ev.scaled = bc.study(used, bc.test_inputs(source.root, data_root),
+                             scaled or bc.Settings(n_starts=n_starts), provenance=source.label())
+    return ev
+
+
+def format_distance(x: float) -> str:
+    """A distance; below 1e-12 only the bound is printed (the last digits of float64
+    rounding differ between CPUs, the bound does not)."""
+    if x == math.inf:
+        return "∞ (a start did not converge)"
+    return "< 1e-12" if x < 1e-12 else f"{x:.1e}"
+
+
+def claims_from_models(evs: Sequence[ModelEvidence]) -> list[Claim]:
+    """C1 (uniqueness), C2 (geometric convergence), C7 (invariants), one row per source."""
+    out = []
+    c1 = ("The fixed point exists, is unique and is reached from any nonnegative start",
+          "Prop. 4.6 (with Lemma 4.2)")
+    c2 = ("Plain fixed-point iteration converges geometrically", "Prop. 4.6, Sec. 5")
+    c7 = ("W ≥ 0, x > 0 (pcDEQ-1) / x ≥ 0 (pcDEQ-2), activation pairing of Lemma 4.2",
+          "Def. 4.3, Lemma 4.2")
+    scales = ", ".join(f"{x:g}" for x in bc.Settings().scales)
+    t1 = (f"limits from z = 0 and 20 random starts in [0, 2 max(1, max z*)), float64, "
+          f"solved to rel. step {THRESHOLDS['solve_tol']:g}; and the same with W scaled by "
+          f"s ∈ {{{scales}}} (W stays ≥ 0, the theorem still applies, Banach mostly does not), "
+          f"beside negative controls outside the theorem (the unconstrained DEQ scaled alike; "
+          f"tanh with x = 0); holds if every pcDEQ start converges, the largest ∞-norm distance "
+          f"≤ {THRESHOLDS['same_fixed_point']:g}, every scaled pcDEQ case has one limit, and "
+          f"every control is flagged (several limits or a start that does not converge) at some s")
+    t2 = ("residual trace r_k of the iteration from z = 0 (float64): asymptotic rate q (fit "
+          "r_k ≈ C q^k) and worst one-step ratio ρ = max r_{k+1}/r_k once r_k < 1% of its maximum; "
+          f"holds if every layer converges with ρ < {THRESHOLDS['geometric_max_ratio']:g}")
+    t7 = ("min W ≥ 0; min x > 0 (pcDEQ-1) or ≥ 0 (pcDEQ-2); σ nonnegative concave on [0, 10]; "
+          "on the trained models and, from the records, at every epoch of training")
+    for ev in evs:
+        first = len(out)
+        src = ev.source
+        pc_u = [u for u in ev.uniqueness if parse_method(u.method).is_pcdeq]
+        if not pc_u:
+            why = (f"no pcDEQ weights in {src.root}/ (the {src.profile} profile's "
+                   "reference_weights; run its `all` and `reference` targets)")
+            if ev.missing:
+                why += "; " + "; ".join(ev.missing)
+            out += [untestable("C1", *c1, t1, why), untestable("C2", *c2, t2, why),
+                    untestable("C7", *c7, t7, why)]
+            for c in out[first:]:
+                c.profile = src.profile
+            continue
+        used = [r for r in src.runs if any(m.split()[0] == r.method and m.split()[1] == f"seed{r.seed}"
+                                           for m in ev.models)]
+        prov = src.label(used) + "; fixed points on the first " + ", ".join(
+            f"{'/'.join(map(str, sorted(n)))} {d} test images (L/conv)" for d, n in ev.images.items())
+        # C1
+        per_method: dict[str, float] = {}
+        all_conv = True
+        for u in pc_u:
+            per_method[u.method] = max(per_method.get(u.method, 0.0), u.max_distance)
+            all_conv &= u.converged == u.starts
+        worst = max(per_method.values())
+        contrast = [u for u in ev.uniqueness if not parse_method(u.method).is_pcdeq]
+        text = "; ".join(f"{m}: {format_distance(d)}" for m, d in per_method.items())
+        if contrast:
+            cd = max(u.max_distance for u in contrast)
+            cc = sum(u.converged for u in contrast), sum(u.starts for u in contrast)
+            text += (f". For contrast, {contrast[0].method} (no theorem): {format_distance(cd)}, "
+                     f"{cc[0]}/{cc[1]} starts converged")
+        sc = ev.scaled
+        if sc is None or not sc.controls():
+            out.append(Claim("C1", *c1, t1, f"largest distance per model: {text}. [{prov}]",
+                             UNTESTABLE, f"no negative control in {src.root}/: the test needs the "
+                             "weights of DEQ-L-Tanh or of a pcDEQ-1 tanh model (reference_weights)"))
+        else:
+            scaled_ok, _ = bc.verdict(sc)
+            text += f"; scaled W (Figure 15): {bc.brief(sc)}"
+            n_pc = sum(len(x.measures) for x in sc.pcdeq())
+            n_u = sum(m.unique for x in sc.pcdeq() for m in x.measures)
+            n_f = sum(x.flagged for x in sc.controls())
+            out.append(Claim("C1", *c1, t1, f"largest distance per model: {text}. [{prov}]",
+                             verdict(all_conv and worst <= THRESHOLDS["same_fixed_point"]
+                                     and scaled_ok),
+                             decisive=f"max distance {format_distance(worst)} (needs ≤ 1e-6); {n_u}/{n_pc} scaled "
+                                      f"cases unique; {n_f}/{len(sc.controls())} controls flagged"))
+        # C2
+        pc_r = [r for r in ev.rates if parse_method(r.method).is_pcdeq]
+        ok = all(r.converged and r.worst_ratio < THRESHOLDS["geometric_max_ratio"] for r in pc_r)
+        by_m: dict[str, list[Rate]] = {}
+        for r in pc_r:
+            by_m.setdefault(r.method, []).append(r)
+        text = "; ".join(f"{m}: q = " + "/".join(f"{r.rate:.2f}" for r in rs)
+                         + f", ρ = {max(r.worst_ratio for r in rs):.2f} "
+                         f"({'/'.join(str(r.iters) for r in rs)} it.)" for m, rs in by_m.items())
+        out.append(Claim("C2", *c2, t2, f"{text} (MC: one rate per layer). [{prov}]", verdict(ok),
+                         decisive=f"worst ρ = {max(r.worst_ratio for r in pc_r):.2f} (needs < 1)"))
+        # C7
+        pc_i = [i for i in ev.invariants if i.variant is not None]
+        bad = []
+        for i in pc_i:
+            x_ok = i.min_x > 0 if i.variant == 1 else i.min_x >= 0
+            if not (i.min_w >= 0 and x_ok and i.pairing_ok and i.concave_ok
+                    and (i.variant == 1 or i.positive_at_0)):
+                bad.append(i.method)
+        text = (f"min W = {min(i.min_w for i in pc_i):.3g}; min x (pcDEQ-1) = "
+                + (f"{min(i.min_x for i in pc_i if i.variant == 1):.3g}"
+                   if any(i.variant == 1 for i in pc_i) else "—")
+                + "; min x (pcDEQ-2) = "
+                + (f"{min(i.min_x for i in pc_i if i.variant == 2):.3g}"
+                   if any(i.variant == 2 for i in pc_i) else "—")
+                + f"; pairings: {', '.join(sorted({f'pcDEQ-{i.variant} {i.activation}' for i in pc_i}))}"
+                + (f"; violated by {', '.join(bad)}" if bad else ""))
+        during, bad_runs = training_invariants(src.runs)
+        text += "; " + during
+        out.append(Claim("C7", *c7, t7, f"{len(pc_i)} models: {text}. [{prov}]",
+                         verdict(not bad and not bad_runs),
+                         decisive=f"min W = {min(i.min_w for i in pc_i):.3g} (needs ≥ 0); "
+                                  f"{len(bad) + len(bad_runs)} violations"))
+        for c in out[first:]:
+            c.profile = src.profile
+    return out
+
+
+def training_invariants(runs: Sequence[Run]) -> tuple[str, list[str]]:
+    """C7 over the whole of training: the per-epoch ``min_weight`` / ``min_input`` of every
+    pcDEQ record (first test batch), W >= 0 and x > 0 (pcDEQ-1) / x >= 0 (pcDEQ-2) at every
+    epoch.
+
+    Returns:
+        The evidence text, and the runs ("method seed S epoch E") that break an invariant.
+    """
+    pc = [r for r in runs if r.group == "pcDEQ"]
+    have = [r for r in pc if all(e.min_weight is not None and e.min_input is not None
+                                 for e in r.epochs)]
+    if not have:
+        return ("during training: not recorded (records made before per-epoch min W / min x were "
+                "recorded)"), []
+    bad = []
+    for r in have:
+        v = parse_method(r.method).variant
+        for e in r.epochs:
+            if e.min_weight < 0 or (e.min_input <= 0 if v == 1 else e.min_input < 0):
+                bad.append(f"{r.method} seed {r.seed} epoch {e.epoch}")
+                break
+    w = min(e.min_weight for r in have for e in r.epochs)
+    x1 = [e.min_input for r in have if parse_method(r.method).variant == 1 for e in r.epochs]
+    x2 = [e.min_input for r in have if parse_method(r.method).variant == 2 for e in r.epochs]
+    text = (f"during training, every epoch of {len(have)} of {len(pc)} pcDEQ runs: min W = {w:.3g}"
+            + (f", min x (pcDEQ-1) = {min(x1):.3g}" if x1 else "")
+            + (f", min x (pcDEQ-2) = {min(x2):.3g}" if x2 else "")
+            + (f"; broken by {', '.join(bad)}" if bad else ""))
+    return text, bad
