@@ -128,3 +128,25 @@ def test_a_training_step_keeps_w_nonnegative():
     with torch.no_grad():
         assert float(layer.effective_weight().min()) >= 0
         assert layer.last_fwd_stats.iters < layer.max_iter
+
+
+def test_the_claims_measure_a_multiscale_model_through_its_own_map():
+    """C1, C2 and C7's measurements (pcdeq.claims) run on a multiscale pcDEQ unchanged."""
+    from pcdeq import claims
+    torch.manual_seed(0)
+    model = build_model("mnist5k", "pcDEQ-1-MS-ReLU6", channels=(3, 4, 5))
+    (layer,) = model.deq_layers()
+    with torch.no_grad():
+        for row in layer.weights:
+            for ws in row:
+                for w in ws:
+                    w.g.mul_(30.0)  # ||W|| far above 1
+    problems = claims.layer_problems(model, torch.rand(2, 1, 28, 28))
+    (p,) = problems
+    assert p.x.dtype == D64 and float(p.x.min()) > 0
+    u = claims.uniqueness(p, "pcDEQ-1-MS-ReLU6", n_starts=4)
+    r = claims.convergence_rate(p, "pcDEQ-1-MS-ReLU6")
+    inv = claims.invariants(model, problems)
+    assert u.converged == u.starts and u.max_distance < 1e-6
+    assert r.converged and r.rate < 1
+    assert inv.pairing_ok and inv.min_w >= 0 and inv.variant == 1

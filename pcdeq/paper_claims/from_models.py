@@ -50,6 +50,8 @@ def model_evidence(source: Source, *, data_root: str = "data", images_l: int = 6
         m = model.spec.method
         if m.family == "monDEQ":  # its own splitting solver, not g(z) = σ(Wz + x)
             continue
+        if m.arch == "MS" and not m.is_pcdeq:  # GroupNorm, dropout, Broyden / Anderson: their
+            continue  # own evidence is the per-epoch jac_norm / jac_bound of their records
         if dataset_info(model.spec.dataset).synthetic:  # a stand-in is no evidence
             continue
         ds = model.spec.dataset
@@ -66,7 +68,8 @@ def model_evidence(source: Source, *, data_root: str = "data", images_l: int = 6
         for p in problems:
             ev.uniqueness.append(uniqueness(p, m.name, n_starts=n_starts))
             ev.rates.append(convergence_rate(p, m.name))
-        used.append(path)
+        if m.arch != "MS":  # Figure 15 scales the W of a single-scale layer
+            used.append(path)
     if used:
         ev.scaled = bc.study(used, bc.test_inputs(source.root, data_root),
                              scaled or bc.Settings(n_starts=n_starts), provenance=source.label())

@@ -152,7 +152,7 @@ def curve(runs: Sequence[Run], key: str, label: str) -> Curve | None:
 
 
 # ------------------------------------------------------------------------------ captions
-def _count(n: int) -> str:
+def format_count(n: int) -> str:
     return f"{n:,}"
 
 
@@ -183,8 +183,8 @@ def size_label(runs: Sequence[Run]) -> str:
         epochs = {r.hparams["epochs"] for r in rs}
         parts.append(f"{arch}: {_slash(seeds)} seed{'' if seeds == {1} else 's'} x "
                      f"{_slash(epochs)} epoch{'' if epochs == {1} else 's'}, "
-                     f"{_slash((r.data['n_train'] for r in rs), _count)} train / "
-                     f"{_slash((r.data['n_test'] for r in rs), _count)} test images")
+                     f"{_slash((r.data['n_train'] for r in rs), format_count)} train / "
+                     f"{_slash((r.data['n_test'] for r in rs), format_count)} test images")
     return "; ".join(parts)
 
 

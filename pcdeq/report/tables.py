@@ -12,7 +12,7 @@ from ..hparams import (ALL_ACTIVATIONS, FAMILY_GROUPS, METHOD_FAMILIES, PAPER_DA
 from ..paper_results import BASELINES, PAPER, PAPER_DATASET_SIZES, PAPER_PARAMS, SOURCES, paper_accuracy
 from .artifacts import ACCURACY_TABLES, ARTIFACTS, HPARAM_TABLES, RENDER_RULES, artifact_paths
 from .paths import _ALL_ARCHS, FAMILIES, arch_key
-from .records import Run, _count, artifact_title, caption, select_runs, summarize
+from .records import Run, format_count, artifact_title, caption, select_runs, summarize
 
 # -------------------------------------------------------------------------------- tables
 @dataclass
@@ -161,13 +161,13 @@ def dataset_table(runs: Sequence[Run], profile: str, data_root: str = "data") ->
         used = []
         for arch in _ALL_ARCHS:
             sizes = sorted({(r.data["n_train"], r.data["n_test"]) for r in rs if r.arch == arch})
-            used += [f"{arch}: {_count(a)} / {_count(b)}" for a, b in sizes]
+            used += [f"{arch}: {format_count(a)} / {format_count(b)}" for a, b in sizes]
         ptrain, ptest = PAPER_DATASET_SIZES[info.family]
         rows.append([dataset, PAPER_DATASET_NAMES[info.family],
                      "synthetic stand-in (not real data)" if info.synthetic else "real",
-                     _count(st["n_train"]), _count(st["n_test"]), str(st["channels"]),
+                     format_count(st["n_train"]), format_count(st["n_test"]), str(st["channels"]),
                      f"{st['size']}x{st['size']}", str(st["classes"]), "; ".join(used),
-                     f"{_count(ptrain)} / {_count(ptest)}"])
+                     f"{format_count(ptrain)} / {format_count(ptest)}"])
     notes = ["Train / Test / Channels / Size / Classes: computed from the data on disk "
              "(pcdeq.data.dataset_stats). Used per run: images the training runs actually "
              "saw (from their records).",
@@ -227,9 +227,9 @@ def _profile_change(experiment: dict | None, method: str, epochs: int, decay: in
         parts.append(f"{size['epochs']} epoch{'s' if size['epochs'] != 1 else ''}" +
                      (" (LR decay not reached)" if size["epochs"] <= decay else ""))
     if size["train_limit"] is not None:
-        parts.append(f"first {_count(size['train_limit'])} train")
+        parts.append(f"first {format_count(size['train_limit'])} train")
     if size["test_limit"] is not None:
-        parts.append(f"first {_count(size['test_limit'])} test")
+        parts.append(f"first {format_count(size['test_limit'])} test")
     if size.get("seeds") is not None and size["seeds"] != experiment["seeds"]:
         parts.append(f"{size['seeds']} seed{'s' if size['seeds'] != 1 else ''}")
     return ", ".join(parts) if parts else "paper"

@@ -33,7 +33,7 @@ plotting functions.
 """
 
 from .maps import (BREAKS, Break, Condition, DTYPE, EXTRA_ACTIVATIONS, EXTRA_NOTES, LIPSCHITZ,
-                   MapCase, PRETTY, UPPER_BOUND, _generator, activation_fn, broken_case,
+                   MapCase, PRETTY, UPPER_BOUND, generator, activation_fn, broken_case,
                    contraction_case, pcdeq_case, random_input, random_matrix, require_theorem,
                    single_thread, spectral_norm, spectral_radius, theorem_conditions, theorem_label)  # noqa: F401
 from .iteration import (MultiStart, RateFit, fit_rate, iterate_many, nonnegative_starts)  # noqa: F401

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ..hparams import ConfigError
 from ..solver import implicit_fixed_point
-from .maps import DTYPE, _generator, single_thread, spectral_radius
+from .maps import DTYPE, generator, single_thread, spectral_radius
 from .iteration import RateFit, fit_rate
 
 
@@ -65,7 +65,7 @@ def make_problem(n: int, d: int, link: str = "linear", *, seed: int = 0) -> Prob
         if int(val) != val or val < 1:
             raise ConfigError(f"{name} must be a positive integer, got {val!r}")
     phi, _ = link_fns(link)
-    g = _generator(seed)
+    g = generator(seed)
     X = torch.randn(int(n), int(d), generator=g, dtype=DTYPE)
     beta = torch.randn(int(d), generator=g, dtype=DTYPE)
     beta = beta / beta.norm()
@@ -102,7 +102,7 @@ def init_params(k: int, d: int, *, seed: int = 0, w_scale: float = 0.1, u_scale:
     """
     if int(k) != k or k < 1:
         raise ConfigError(f"k (the DEQ's width) must be a positive integer, got {k!r}")
-    g = _generator(seed + 1)
+    g = generator(seed + 1)
     W = w_scale * torch.randn(int(k), int(k), generator=g, dtype=DTYPE)
     U = u_scale * torch.randn(int(k), int(d), generator=g, dtype=DTYPE)
     v = v_scale * torch.randn(int(k), generator=g, dtype=DTYPE)

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..hparams import ConfigError
 from .maps import DTYPE, single_thread
-from .geometry_report import _wrap
+from .geometry_report import title_lines
 from .dynamics import DynamicsStudy, GDRun, LEAKY_SLOPE, gradient_descent
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ def dynamics_figure(study: DynamicsStudy, profile: str = "quick") -> "Figure":
                               fontsize=8)
             ax.grid(alpha=0.3)
             ax.tick_params(labelsize=7)
-    fig.suptitle(_wrap(
+    fig.suptitle(title_lines(
         "Figure 14: gradient descent on linear and single-index DEQs (the setting of "
         "Dandapanthula & Ramdas 2025) -- SYNTHETIC ILLUSTRATION of the theory, not trained "
         "pcDEQ models.",
@@ -223,7 +223,7 @@ def outside_figure(study: DynamicsStudy, outside: dict[str, list[GDRun]],
             ax.legend(fontsize=6.5)
             ax.grid(alpha=0.3)
             ax.tick_params(labelsize=7)
-    fig.suptitle(_wrap("Step sizes beyond the stable range η < 2/λ_max (Hessian at the "
+    fig.suptitle(title_lines("Step sizes beyond the stable range η < 2/λ_max (Hessian at the "
                        "initialization) -- SYNTHETIC ILLUSTRATION, not trained models",
                        "Same data and initialization as Figure 14; blue: its largest step "
                        f"size. Profile-independent ({profile} run).", width=130),

@@ -296,7 +296,7 @@ def geometry_figure(study: GeometryStudy, profile: str = "quick") -> "Figure":
         axes[2][j].axis("off")
     for a in axes.flat:
         a.tick_params(labelsize=7)
-    fig.suptitle(_wrap(
+    fig.suptitle(title_lines(
         "Figure 13: fixed-point iteration on pcDEQ maps g(z) = σ(Wz + x) -- SYNTHETIC "
         "ILLUSTRATION of the theory (random W and x, not trained models).",
         f"W: entries U[{s['w_low']:g}, 1) scaled to σ_max(W) = {s['w_norm']:g}; x: entries "
@@ -309,7 +309,7 @@ def geometry_figure(study: GeometryStudy, profile: str = "quick") -> "Figure":
     return fig
 
 
-def _wrap(first: str, rest: str, width: int) -> str:
+def title_lines(first: str, rest: str, width: int) -> str:
     """A figure title: the first line as it is, the rest wrapped at ``width`` characters."""
     import textwrap
     return "\n".join([first, *textwrap.wrap(rest, width=width)])

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ..hparams import ConfigError
-from .maps import DTYPE, _generator
+from .maps import DTYPE, generator
 
 
 # ------------------------------------------------------------ iteration from many starts
@@ -159,7 +159,7 @@ def nonnegative_starts(n: int, count: int, high: float, *, seed: int) -> Tensor:
         raise ConfigError(f"the number of starts must be a positive integer, got {count!r}")
     if not high > 0:
         raise ConfigError(f"the start box must have a positive size, got {high!r}")
-    rest = high * torch.rand(int(count) - 1, int(n), generator=_generator(seed + 104729),
+    rest = high * torch.rand(int(count) - 1, int(n), generator=generator(seed + 104729),
                              dtype=DTYPE)
     return torch.cat([torch.zeros(1, int(n), dtype=DTYPE), rest])
 

@@ -45,7 +45,7 @@ def activation_fn(name: str) -> Callable[[Tensor], Tensor]:
     return activation(name).fn
 
 
-def _generator(seed: int) -> torch.Generator:
+def generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
 
@@ -99,7 +99,7 @@ def random_matrix(n: int, norm: float, *, seed: int, low: float = 0.0) -> Tensor
         raise ConfigError(f"the spectral norm of W must be > 0, got {norm!r}")
     if not low < 1:
         raise ConfigError(f"w_low must be < 1 (entries are drawn from U[w_low, 1)), got {low!r}")
-    W = low + (1 - low) * torch.rand(int(n), int(n), generator=_generator(seed), dtype=DTYPE)
+    W = low + (1 - low) * torch.rand(int(n), int(n), generator=generator(seed), dtype=DTYPE)
     return W * (norm / spectral_norm(W))
 
 
@@ -111,7 +111,7 @@ def random_input(n: int, low: float, high: float, *, seed: int) -> Tensor:
     """
     if not high > low:
         raise ConfigError(f"the input range needs x_high > x_low, got [{low!r}, {high!r})")
-    return low + (high - low) * torch.rand(int(n), generator=_generator(seed + 7919), dtype=DTYPE)
+    return low + (high - low) * torch.rand(int(n), generator=generator(seed + 7919), dtype=DTYPE)
 
 
 @dataclass(frozen=True)
