@@ -7,6 +7,7 @@ monDEQ's own solver (Peaceman-Rachford, FFT inverse) is tested in test_mondeq.py
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -250,3 +251,18 @@ def test_baseline_runs_write_the_common_record(tmp_path, method, extra):
         assert 1.0 >= rec["epochs"][-1]["alpha"][0] > 0
     if method.startswith("DEQ-JR"):
         assert (hp["jr_weight"], hp["jr_prob"]) == (1.0, 0.4)
+
+
+def test_table8_describes_the_families_of_its_rows_only():
+    """The committed quick records: every baseline family is described, the multiscale ones
+    (not in the table) are not; with the DEQ-JR rows dropped, DEQ-JR leaves the note too."""
+    from pcdeq.report import load_runs
+    from pcdeq.report.tables import stable_deq_table
+    runs = [r for r in load_runs(Path(__file__).resolve().parents[1] / "results" / "quick")
+            if r.dataset == "mnist5k"]
+    note = next(n for n in stable_deq_table(runs, "quick").notes if n.startswith("Families: "))
+    assert all(f"{f}: " in note for f in ("monDEQ", "DEQ", "DEQ-JR", "LipDEQ"))
+    assert "MDEQ" not in note
+    no_jr = [r for r in runs if parse_method(r.method).family != "DEQ-JR"]
+    note = next(n for n in stable_deq_table(no_jr, "quick").notes if n.startswith("Families: "))
+    assert "DEQ-JR: " not in note and "LipDEQ: " in note

@@ -306,6 +306,9 @@ def stable_deq_table(runs: Sequence[Run], profile: str) -> Table:
                          _protocol(rs[0])])
     if not rows:
         rows.append(["no baseline runs in this profile"] + [""] * (len(header) - 1))
+    # the families the table's rows belong to; with none, every baseline family of Table 8
+    compared = ({parse_method(r.method).family for r in shown}
+                or {f.name for f in METHOD_FAMILIES.values() if f.compared})
     notes = [
         "All rows trained in this harness on the same data, with the same records: final test "
         "accuracy mean ± sample std over complete runs; iterations per training batch, averaged "
@@ -315,7 +318,7 @@ def stable_deq_table(runs: Sequence[Run], profile: str) -> Table:
         "norm on the feature maps where the method computes it, LipDEQ). ‖J‖²_F / d: "
         "Hutchinson estimate at z* (DEQ-JR), mean over the last epoch's steps.",
         "Families: " + "; ".join(f"{f.name}: {f.summary}" for f in METHOD_FAMILIES.values()
-                                 if f.group != "pcDEQ") + ".",
+                                 if f.group != "pcDEQ" and f.name in compared) + ".",
         "monDEQ-SC on MNIST has 54 channels, as in Winston & Kolter's Table E1 and notebook "
         "(79,500 parameters; their Table E1 prints 84K, the count for 56 channels).",
         "Diverged runs (non-finite loss) keep their records, are counted in Runs and left out "
