@@ -23,6 +23,7 @@ import time
 import torch
 
 from .data import DatasetMissing
+from .models import capturing_inputs
 from .train import RunConfig, Trainer
 
 # Warm-up steps first let W grow from its tiny initialization, so iteration counts are
@@ -78,12 +79,8 @@ def bench_model(dataset: str, method: str, warmup: int, steps: int, device: str,
         step(i)
     # The layer inputs u of the first batch, as the step sees them after the warm-up.
     x = x_all[:bs]
-    inputs = {}
-    hooks = [l.register_forward_pre_hook(lambda m, a: inputs.__setitem__(m, a[0])) for l in layers]
-    with torch.no_grad():
+    with torch.no_grad(), capturing_inputs(model) as inputs:
         model(x)
-    for h in hooks:
-        h.remove()
     op_time = _operator_loop(layers, inputs, sync)
 
     # Step and floor interleaved, so that a busy host slows both alike.

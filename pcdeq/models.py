@@ -10,8 +10,10 @@ architecture (no BN, circular convolution, border ReLU).
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -83,6 +85,20 @@ class DEQClassifier(nn.Module):
         """Enforce every DEQ layer's weight constraint; call after each optimizer step."""
         for layer in self.deq_layers():
             layer.project_()
+
+
+@contextlib.contextmanager
+def capturing_inputs(model: DEQClassifier) -> Iterator[dict[nn.Module, Any]]:
+    """Within the block, every DEQ layer's input u of its first call is kept (layer -> u): what
+    the trainer's invariants, the claims and the benchmark measure the layers on."""
+    seen: dict[nn.Module, Any] = {}
+    hooks = [l.register_forward_pre_hook(lambda m, a: seen.setdefault(m, a[0]))
+             for l in model.deq_layers()]
+    try:
+        yield seen
+    finally:
+        for h in hooks:
+            h.remove()
 
 
 def n_params(model: nn.Module) -> int:

@@ -28,7 +28,7 @@ from .data import Dataset, Preprocess, batches, load_dataset
 from .errors import ConfigError
 from .families import METHOD_FAMILIES, family_of, hyperparameters, parse_method
 from .hparams import HParams, dataset_info
-from .models import DEQClassifier, build_model, n_params
+from .models import DEQClassifier, build_model, capturing_inputs, n_params
 from .record import RECORD_FORMAT, EpochRecord, RecordError, RunRecord
 
 
@@ -431,24 +431,20 @@ class Trainer:
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         # The invariants pcDEQ's theory needs (W >= 0, layer input x > 0 or >= 0), on the first
         # test batch every epoch: min over the DEQ layers of min W and of min x.
-        mins: list[float] = []
-        firsts: dict = {}  # layer -> its input on the first test batch
-
-        def capture(m, a) -> None:
-            firsts[m] = a[0]
-            mins.append(float(m.inputs(a[0]).min()))
-        hooks = [l.register_forward_pre_hook(capture) for l in layers]
+        firsts: dict = {}  # layer -> its input u on the first test batch
         # The stopping rule's norm spans the whole batch: evaluate with the training batch size.
         for b, (xb, yb) in enumerate(batches(self.test_split, self.hp.batch_size)):
-            logits = model(self.pre(xb))
             if b == 0:
-                for h in hooks:
-                    h.remove()
+                with capturing_inputs(model) as firsts:
+                    logits = model(self.pre(xb))
+            else:
+                logits = model(self.pre(xb))
             loss_sum += F.cross_entropy(logits, yb, reduction="sum")
             correct += (logits.argmax(1) == yb).sum()
             stats.add(layers, backward=False)
         n = len(self.test_split)
         fwd, fwd_l = stats.summary(stats.fwd)
+        mins = [float(l.inputs(firsts[l]).min()) for l in layers if l in firsts]
         # The layers' own fields (the multiscale families: Lipschitz constant at z* and bound).
         own: dict[str, float] = {}
         for l in layers:

@@ -17,7 +17,7 @@ from ..activations import pcdeq_activations
 from ..data import Preprocess, load_dataset
 from ..hparams import dataset_info, hyperparameters
 from ..layers import ACTIVATION_FNS, EquilibriumLayer
-from ..models import DEQClassifier
+from ..models import DEQClassifier, capturing_inputs
 from ..theory import fit_rate
 from .claim import THRESHOLDS
 
@@ -41,16 +41,10 @@ class LayerProblem:
 def layer_problems(model: DEQClassifier, images: Tensor) -> list[LayerProblem]:
     """Every DEQ layer's input on a batch of preprocessed ``images`` (model in eval mode)."""
     model.eval()
-    captured: list[Tensor] = []
-    hooks = [l.register_forward_hook(lambda mod, args, out: captured.append(args[0]))
-             for l in model.deq_layers()]
-    try:
+    with capturing_inputs(model) as captured:
         model(images)
-    finally:
-        for h in hooks:
-            h.remove()
-    return [LayerProblem(f"layer {i + 1}", l, l.inputs(u).double())
-            for i, (l, u) in enumerate(zip(model.deq_layers(), captured))]
+    return [LayerProblem(f"layer {i + 1}", l, l.inputs(captured[l]).double())
+            for i, l in enumerate(model.deq_layers())]
 
 
 def test_images(dataset: str, method: str, data_root: str, n: int, cache: dict,
