@@ -409,8 +409,7 @@ class MDEQ(SolveStats, nn.Module):
 
     def effective_weight(self) -> Tensor:
         """Every kernel entry of f's convolutions, flat (as the solver sees them)."""
-        for conv in self.f.wn_convs():
-            conv.reset()
+        self.reset_weights()
         return torch.cat([m.weight.detach().flatten() for m in self.f.modules()
                           if isinstance(m, (nn.Conv2d, WNConv2d))])
 
@@ -422,10 +421,9 @@ class MDEQ(SolveStats, nn.Module):
         """||J_f(z*)||_2 (max over the first ``samples`` images of u): the Lipschitz constant
         the map realises at its fixed point, to set beside the bound its construction claims."""
         x0 = self.inputs(u[:samples])
-        for conv in self.f.wn_convs():
-            conv.reset()
+        self.reset_weights()
         func, shapes = self._flat_map(x0)
-        z, _ = implicit_fixed_point(func, x0.new_zeros(x0.shape[0], sum(math.prod(s) for s in shapes)),
+        z, _ = implicit_fixed_point(func, self._zero_state(x0, shapes),
                                     solver=self.cfg.solver, tol=self.cfg.tol, max_iter=self.cfg.f_thres)
         with torch.enable_grad():
             return float(jacobian_spectral_norm(func, z).max().detach())
@@ -455,8 +453,7 @@ class MDEQ(SolveStats, nn.Module):
         cfg, f = self.cfg, self.f
         if not cfg.mean_only_gn or any(m not in self._sizes for m in f.wn_convs()):
             return None
-        for conv in f.wn_convs():
-            conv.reset()
+        self.reset_weights()
 
         def T(m: nn.Module) -> float:
             return conv_norm(m.weight, self._sizes.get(m))
@@ -494,6 +491,16 @@ class MDEQ(SolveStats, nn.Module):
         """f on the flat state for the injection x0 (the protocol's fixed-point map; the
         convolution weights as the last reset left them, in their own dtype)."""
         return self._flat_map(x0)[0]
+
+    def reset_weights(self) -> None:
+        """Recompute the weight-normed convs' weights from (g, v) (once per call of f's user)."""
+        for conv in self.f.wn_convs():
+            conv.reset()
+
+    @staticmethod
+    def _zero_state(x0: Tensor, shapes: list[tuple[int, ...]]) -> Tensor:
+        """z = 0 on the flat state (B, D) of the branches' ``shapes``."""
+        return x0.new_zeros(x0.shape[0], sum(math.prod(s) for s in shapes))
 
     def _flat_map(self, x0: Tensor):
         """f on the flat state (B, D) for the stem output x0, and the branch shapes."""
@@ -555,14 +562,13 @@ class MDEQ(SolveStats, nn.Module):
     def equilibrium(self, x0: Tensor) -> list[Tensor]:
         """z* of f(.; x) for the stem output x0 (solved, or unrolled while pretraining)."""
         cfg = self.cfg
-        for conv in self.f.wn_convs():
-            conv.reset()  # the weight-normed weights, once per call
+        self.reset_weights()  # the weight-normed weights, once per call
         func, shapes = self._flat_map(x0)
         B = x0.shape[0]
         for blk in self.f.blocks:
             blk.drop.reset(B, blk.conv2.v.shape[0], x0)
         if 0 <= self.train_step < cfg.pretrain_steps or self.pretraining_epoch:
-            z = x0.new_zeros(B, sum(math.prod(s) for s in shapes))
+            z = self._zero_state(x0, shapes)
             for _ in range(cfg.num_layers):
                 z = func(z)
             z = self.to_list(z, shapes)
@@ -572,7 +578,7 @@ class MDEQ(SolveStats, nn.Module):
 
         self._bwd_stats = []
         z, self.last_fwd_stats = implicit_fixed_point(
-            func, x0.new_zeros(B, sum(math.prod(s) for s in shapes)), solver=cfg.solver,
+            func, self._zero_state(x0, shapes), solver=cfg.solver,
             tol=cfg.tol, max_iter=cfg.f_thres, backward_stats=self._bwd_stats,
             backward_max_iter=cfg.b_thres)
         return self.to_list(z, shapes)

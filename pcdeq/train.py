@@ -287,6 +287,7 @@ class Trainer:
                        fused=True)
         self.n_batches = math.ceil(len(self.train_split) / self.hp.batch_size)
         self.sched = make_scheduler(self.opt, self.hp, self.n_batches)
+        self.sched_per_step = self.hp.schedule == "cosine"  # MDEQ's; else stepped per epoch
         self.gen = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation
         self.record = self._new_record()
 
@@ -381,7 +382,7 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        if self.hp.schedule == "cosine":  # stepped per iteration (MDEQ's protocol)
+        if self.sched_per_step:
             self.sched.step()
         model.project_()
         return logits, loss
@@ -479,7 +480,7 @@ class Trainer:
             t1 = time.perf_counter()
             te = self.evaluate()
             t2 = time.perf_counter()
-            if self.hp.schedule is None:  # MultiStepLR: per epoch
+            if not self.sched_per_step:
                 self.sched.step()
             hits = tr["max_iter_hits"] + te.pop("test_max_iter_hits")
             entry = {"epoch": epoch, "lr": lr, **tr, **te, "sigma_max": sigma_max(self.model),
