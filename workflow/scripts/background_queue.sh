@@ -23,7 +23,11 @@ while read -r dataset method seed flags; do
   dir=runs/$profile/$dataset/$safe
   rec=$dir/seed$seed.json
   log=logs/$profile/train/$dataset/$safe/seed$seed.log
+  # finished here, or finished on an earlier machine and committed under results/
   if [ -e "$rec" ]; then echo "done already: $rec"; continue; fi
+  if [ -e "results/$profile/$dataset/$safe/seed$seed.json" ]; then
+    echo "committed already: results/$profile/$dataset/$safe/seed$seed.json"; continue
+  fi
   mkdir -p "$dir" "$(dirname "$log")"
   echo "$(date -Is) start $dataset $method seed $seed $flags"
   # shellcheck disable=SC2086
