@@ -61,8 +61,10 @@ def _operator_loop(layers, inputs: dict, sync, reps: int = 3):
     return run
 
 
-def bench_model(dataset: str, method: str, warmup: int, steps: int, device: str, data_root: str) -> dict:
-    tr = Trainer(RunConfig(dataset=dataset, method=method, device=device, data_root=data_root, log=False))
+def bench_model(dataset: str, method: str, warmup: int, steps: int, device: str, data_root: str,
+                solver: str | None = None) -> dict:
+    tr = Trainer(RunConfig(dataset=dataset, method=method, device=device, data_root=data_root,
+                           log=False, solver=solver))
     model, layers = tr.model, tr.model.deq_layers()
     bs = tr.hp.batch_size
     n_batches = len(tr.train_split) // bs
@@ -107,7 +109,82 @@ def bench_model(dataset: str, method: str, warmup: int, steps: int, device: str,
     f, b = statistics.mean(fwd), statistics.mean(bwd)
     floor = (f + b + 3) * t_op
     return {"model": f"{method} ({dataset})", "batch": bs, "train_step_s": t_step, "eval_step_s": t_eval,
-            "fwd_iters": f, "bwd_iters": b, "op_s": t_op, "floor_s": floor, "ratio": t_step / floor}
+            "fwd_iters": f, "bwd_iters": b, "op_s": t_op, "floor_s": floor, "ratio": t_step / floor,
+            "solver": tr.solver, "trainer": tr, "x": x}
+
+
+# The paper's suggestion ("we could improve the convergence rate with vector extrapolation"),
+# measured: pcDEQ L / SC / MC with tanh (no l2 contraction needed) under each solver.
+SOLVER_CASES = [("mnist5k", "pcDEQ-1-L-Tanh", 100), ("mnist5k", "pcDEQ-1-SC-Tanh", 10),
+                ("mnist5k", "pcDEQ-1-MC-Tanh", 10)]
+SOLVER_NAMES = ("fixed_point", "anderson", "broyden")
+
+
+TIGHT_TOL, TIGHT_MAX_ITER = 1e-9, 3000  # where "the same fixed point" is judged
+
+
+def fixed_point_agreement(tr: Trainer, x: torch.Tensor, solvers: tuple[str, ...]) -> dict:
+    """Solve every DEQ layer of ``tr``'s model on the batch ``x`` (eval mode) with each
+    solver, at the layer's own tol and at :data:`TIGHT_TOL`; per solver the largest relative
+    distance max|z - z_plain| / max|z_plain| over the layers at each, and the smallest entry
+    of z (the orthant: >= 0). At the layer's tol the solvers stop at different points within
+    it; at the tight tol the distance says whether they find the same fixed point."""
+    model, layers = tr.model, tr.model.deq_layers()
+    model.eval()
+    with torch.no_grad(), capturing_inputs(model) as inputs:
+        model(x)
+
+    def solve(l, name: str, tight: bool) -> torch.Tensor:
+        saved = l.solver, l.tol, l.max_iter
+        l.solver = name
+        if tight:
+            l.tol, l.max_iter = TIGHT_TOL, TIGHT_MAX_ITER
+        try:
+            return l(inputs[l])
+        finally:
+            l.solver, l.tol, l.max_iter = saved
+
+    out: dict[str, dict] = {name: {"distance": 0.0, "distance_tight": 0.0, "min_z": float("inf")}
+                            for name in solvers}
+    with torch.no_grad():
+        for l in layers:
+            for key, tight in (("distance", False), ("distance_tight", True)):
+                ref = solve(l, solvers[0], tight)
+                scale = ref.abs().max().clamp(min=1e-30)
+                for name in solvers:
+                    z = ref if name == solvers[0] else solve(l, name, tight)
+                    o = out[name]
+                    o[key] = max(o[key], float((z - ref).abs().max() / scale))
+                    o["min_z"] = min(o["min_z"], float(z.min()))
+    model.train()
+    return out
+
+
+def bench_solvers(steps: int, device: str, data_root: str, only: str | None = None) -> list[dict]:
+    """Each :data:`SOLVER_CASES` model trained with each solver (same seed, same warm-up
+    steps, the trainer's own step), and the agreement of their fixed points on the plain
+    iteration's model; printed side by side."""
+    rows = []
+    for d, m, w in SOLVER_CASES:
+        if only is not None and only not in m:
+            continue
+        runs = [bench_model(d, m, w, steps, device, data_root, solver=s) for s in SOLVER_NAMES]
+        agree = fixed_point_agreement(runs[0]["trainer"], runs[0]["x"], SOLVER_NAMES)
+        for r in runs:
+            r.update(agree[r["solver"]])
+            del r["trainer"], r["x"]
+            rows.append(r)
+    print(f"{'model':32s} {'solver':12s} {'train step':>11s} {'eval step':>10s} {'fwd':>5s} {'bwd':>5s} "
+          f"{'dist @ tol':>10s} {'dist @ 1e-9':>11s} {'min z':>9s}")
+    for r in rows:
+        print(f"{r['model']:32s} {r['solver']:12s} {r['train_step_s'] * 1e3:9.2f}ms "
+              f"{r['eval_step_s'] * 1e3:8.2f}ms {r['fwd_iters']:5.1f} {r['bwd_iters']:5.1f} "
+              f"{r['distance']:10.1e} {r['distance_tight']:11.1e} {r['min_z']:9.2e}")
+    print("same tol (the paper's 1e-4) for every solver in training; iterations summed over the "
+          "model's DEQ layers; dist: max|z - z_plain| / max|z_plain| on the plain iteration's "
+          "warmed-up model, every solver from z = 0, at the paper's tol and at 1e-9; Anderson / "
+          "Broyden iterates kept in z >= 0, pcDEQ's orthant (a step that would leave it is the plain step)")
+    return rows
 
 
 def bench_epoch(device: str, data_root: str) -> dict | None:
@@ -123,7 +200,7 @@ def bench_epoch(device: str, data_root: str) -> dict | None:
 
 
 def run_bench(steps: int = 8, threads: int | None = None, device: str = "auto", data_root: str = "data",
-              epoch: bool = True, only: str | None = None) -> list[dict]:
+              epoch: bool = True, only: str | None = None, solvers: bool = False) -> list[dict]:
     """Print and return the benchmark figures.
 
     Args:
@@ -133,13 +210,18 @@ def run_bench(steps: int = 8, threads: int | None = None, device: str = "auto", 
         data_root: where Fashion-MNIST is looked for (the epoch timing).
         epoch: also time one Fashion-MNIST epoch.
         only: time only the cases whose method name contains this text (e.g. "SC").
+        solvers: instead, compare the solvers on pcDEQ L / SC / MC (:func:`bench_solvers`).
     """
     if threads:
         torch.set_num_threads(threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}, "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    if solvers:
+        return bench_solvers(steps, device, data_root, only)
     cases = [c for c in CASES if only is None or only in c[1]]
     rows = [bench_model(d, m, w, steps, device, data_root) for d, m, w in cases]
+    for r in rows:
+        del r["trainer"], r["x"]
     print(f"{'model':32s} {'batch':>5s} {'train step':>11s} {'eval step':>10s} {'fwd':>5s} {'bwd':>5s} "
           f"{'one W z':>9s} {'floor':>9s} {'step/floor':>10s}")
     for r in rows:

@@ -397,7 +397,7 @@ def study(weights: Sequence[str | Path], images: Callable[[str | Path, int], Ten
     x = 0 control on the first pcDEQ-1 tanh model.
 
     Args:
-        weights: weights files (pcDEQ and DEQ; others are skipped).
+        weights: weights files (pcDEQ and DEQ of the paper's architectures; others are skipped).
         images: (weights file, n) -> n preprocessed test images for that model.
         st: the settings.
         provenance: profile and data, printed in captions.
@@ -410,8 +410,10 @@ def study(weights: Sequence[str | Path], images: Callable[[str | Path, int], Ten
     for path in weights:
         spec = load_trained(path).spec
         m = spec.method
-        # monDEQ, LipDEQ: other maps; a synthetic stand-in is no evidence
-        if not (m.is_pcdeq or m.family == "DEQ") or dataset_info(spec.dataset).synthetic:
+        # monDEQ, LipDEQ: other maps; the multiscale models: one W over three resolutions,
+        # checked by C1 / C2 instead; a synthetic stand-in is no evidence
+        if (not (m.is_pcdeq or m.family == "DEQ") or m.arch == "MS"
+                or dataset_info(spec.dataset).synthetic):
             continue
         n = st.images_l if m.arch == "L" else st.images_conv
         for g in maps_of_model(path, images(path, n), st):

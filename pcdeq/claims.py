@@ -26,13 +26,15 @@ from .paper_claims.from_models import (ModelEvidence, claims_from_models, format
 from .paper_claims.from_records import (NOT_HERE, Growth, claim_accuracy, claim_iterations_flat,
                                         claim_numerical_stability, claim_sigma_max,
                                         claim_sigmoid_iters, claims_from_records, growth,
-                                        welch_interval, windows)
+                                        windows)
+from .paper_claims.multiscale import claim_lipschitz_mdeq
 from .paper_claims.sources import Source, load_sources
 from .paper_claims.table import ORDER, ClaimsTable, claims_table, summary_table
+from .stats import welch_interval
 
 __all__ = ["FAILS", "HOLDS", "NOT_HERE", "ORDER", "PAIRINGS", "THRESHOLDS", "UNTESTABLE", "Claim",
            "ClaimsTable", "Growth", "Invariants", "LayerProblem", "ModelEvidence", "Rate",
-           "Source", "Uniqueness", "claim_accuracy", "claim_iterations_flat",
+           "Source", "Uniqueness", "claim_accuracy", "claim_lipschitz_mdeq", "claim_iterations_flat",
            "claim_numerical_stability", "claim_sigma_max", "claim_sigmoid_iters",
            "claims_from_models", "claims_from_records", "claims_table", "convergence_rate",
            "format_distance", "growth", "invariants", "layer_problems", "load_sources",

@@ -32,6 +32,8 @@ def _add_train(sub) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--tol", type=float, help="solver tolerance (paper: 1e-4)")
     p.add_argument("--max-iter", type=_positive_int, help="solver iteration cap (paper: 200)")
+    p.add_argument("--solver", help="fixed-point solver: fixed_point (the paper's), anderson or broyden "
+                                    "(pcdeq.SOLVERS; not for monDEQ / MDEQ / LipMDEQ, which have their own)")
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--jr-weight", type=float, help="DEQ-JR: weight gamma of ||J||_F^2/d (default 1.0)")
     p.add_argument("--jr-prob", type=float, help="DEQ-JR: probability of a regularized step (default 0.4)")
@@ -52,6 +54,8 @@ def _add_bench(sub) -> None:
     p.add_argument("--data-root", default="data")
     p.add_argument("--no-epoch", action="store_true", help="skip the full-epoch timing")
     p.add_argument("--only", help="time only the models whose name contains this text, e.g. SC")
+    p.add_argument("--solvers", action="store_true",
+                   help="compare fixed_point, anderson and broyden on pcDEQ L / SC / MC (same tol)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,13 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "bench":
             from .bench import run_bench
             run_bench(steps=args.steps, threads=args.threads, device=args.device,
-                      data_root=args.data_root, epoch=not args.no_epoch, only=args.only)
+                      data_root=args.data_root, epoch=not args.no_epoch, only=args.only,
+                      solvers=args.solvers)
             return 0
         from .train import NonFiniteLoss, RunConfig, train
         cfg = RunConfig(dataset=args.dataset, method=args.method, seed=args.seed, out=args.out,
                         epochs=args.epochs, lr=args.lr, tol=args.tol, max_iter=args.max_iter,
                         batch_size=args.batch_size, jr_weight=args.jr_weight, jr_prob=args.jr_prob,
-                        lip_bound=args.lip_bound, train_limit=args.train_limit,
+                        lip_bound=args.lip_bound, solver=args.solver, train_limit=args.train_limit,
                         test_limit=args.test_limit, data_root=args.data_root, device=args.device,
                         threads=args.threads, weights=args.weights,
                         progress=False if args.quiet else None,

@@ -376,6 +376,8 @@ class DEQLayer(SolveStats, nn.Module):
     after each backward pass ``last_bwd_stats`` holds the adjoint solve's.
     """
 
+    orthant = False  # keep an accelerated solver's iterates in z >= 0 (pcDEQ: True)
+
     def __init__(self, weight: nn.Module, op: Operator, activation: str,
                  input_map: Callable[[Tensor], Tensor] | None = None, *,
                  solver: str = "fixed_point", tol: float = 1e-4, max_iter: int = 200,
@@ -458,7 +460,8 @@ class DEQLayer(SolveStats, nn.Module):
         z0 = torch.zeros_like(x) if f_z0 is None else x.new_zeros(()).expand_as(x)  # no buffer needed
         z, self.last_fwd_stats = implicit_fixed_point(
             g, z0, solver=self.solver, tol=self.tol, max_iter=self.max_iter,
-            backward_stats=self._bwd_stats, f_z0=f_z0, attach=attach)
+            backward_stats=self._bwd_stats, f_z0=f_z0, attach=attach,
+            lower=0.0 if self.orthant else None)
         self.aux_loss = None
         if self.regularizer is not None and self.training and torch.is_grad_enabled():
             op, sigma = self.op, self.sigma
@@ -489,6 +492,10 @@ class PcDEQ(DEQLayer):
         check_variant(variant, activation)
         super().__init__(NonnegativeWeightNorm(shape), op, activation, INPUT_MAPS[variant], **solver_kw)
         self.variant = variant
+
+    # The theorem is about the nonnegative orthant: an accelerated solver (Anderson's mixing
+    # weights may be negative, Broyden's steps any sign) is kept in it (pcdeq.solver: lower).
+    orthant = True
 
 
 class PcDEQLinear(PcDEQ):

@@ -162,7 +162,7 @@ class MultiscalePcDEQ(SolveStats, nn.Module):
         x = self.inputs([t[:samples] for t in u])
         g = self.map(x)
         z, _ = implicit_fixed_point(g, torch.zeros_like(x), solver=self.solver, tol=self.tol,
-                                    max_iter=self.max_iter)
+                                    max_iter=self.max_iter, lower=0.0)
         with torch.enable_grad():
             return float(jacobian_spectral_norm(g, z).max().detach())
 
@@ -179,7 +179,7 @@ class MultiscalePcDEQ(SolveStats, nn.Module):
             f_z0 = self.act.fn(x) if self.solver == "fixed_point" else None  # g(0) = sigma(x)
         z, self.last_fwd_stats = implicit_fixed_point(
             g, torch.zeros_like(x), solver=self.solver, tol=self.tol, max_iter=self.max_iter,
-            backward_stats=self._bwd_stats, f_z0=f_z0)
+            backward_stats=self._bwd_stats, f_z0=f_z0, lower=0.0)  # the orthant, as PcDEQ
         return self.to_list(z)
 
     def extra_repr(self) -> str:

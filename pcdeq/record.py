@@ -21,7 +21,8 @@ RECORD_FORMAT = "pcdeq-run/1"
 
 # What must match for a checkpoint to be resumed by a run (train) and for two records to be
 # runs of the same experiment (compare: the rest may differ between machines).
-IDENTITY_FIELDS: tuple[str, ...] = ("dataset", "method", "seed", "hparams", "limits", "n_params")
+IDENTITY_FIELDS: tuple[str, ...] = ("dataset", "method", "seed", "hparams", "limits", "n_params",
+                                    "solver")
 COMPARABLE_FIELDS: tuple[str, ...] = ("hparams", "limits", "data", "n_params")
 # Where a run ran: the top-level fields, and the keys of ``environment``
 # (pcdeq.train.environment), what decides its last digits.

@@ -37,8 +37,8 @@ class SolverStats:
 
 class Solver(Protocol):
     def __call__(self, f: Callable[[Tensor], Tensor], z0: Tensor, *, tol: float,
-                 max_iter: int, trace: bool = False,
-                 f_z0: Tensor | None = None) -> tuple[Tensor, SolverStats]: ...
+                 max_iter: int, trace: bool = False, f_z0: Tensor | None = None,
+                 lower: float | None = None) -> tuple[Tensor, SolverStats]: ...
 
 
 SOLVERS: dict[str, Solver] = {}
@@ -89,7 +89,8 @@ def relative_residual(new: Tensor, old: Tensor, scratch: Tensor | None = None) -
 @register_solver("fixed_point")
 def fixed_point_iter(f: Callable[[Tensor], Tensor], z0: Tensor, *, tol: float = 1e-4,
                      max_iter: int = 200, trace: bool = False,
-                     f_z0: Tensor | None = None) -> tuple[Tensor, SolverStats]:
+                     f_z0: Tensor | None = None, lower: float | None = None
+                     ) -> tuple[Tensor, SolverStats]:
     """Plain fixed-point iteration z_{k+1} = f(z_k), as in the paper (no acceleration).
 
     Stops when ||z_{k+1} - z_k||_F / (||z_{k+1}||_F + 1e-5) < tol, the norm taken over the
@@ -104,6 +105,8 @@ def fixed_point_iter(f: Callable[[Tensor], Tensor], z0: Tensor, *, tol: float = 
         f_z0: f(z0), when the caller knows it without evaluating f (a DEQ layer from z0 = 0:
             sigma(W 0 + x) = sigma(x) exactly). It counts as the first evaluation, so the
             iterates, residuals and stats are those of iterating from z0.
+        lower: unused: every iterate is a value of ``f`` (for a pcDEQ map, nonnegative
+            already); accepted so that every solver takes the same keywords.
 
     Returns:
         The last iterate and the :class:`SolverStats` of the solve.
@@ -133,7 +136,8 @@ def _rows(t: Tensor) -> Tensor:
 @register_solver("anderson")
 def anderson(f: Callable[[Tensor], Tensor], z0: Tensor, *, tol: float = 1e-3,
              max_iter: int = 50, trace: bool = False, f_z0: Tensor | None = None,
-             m: int = 6, lam: float = 1e-4, beta: float = 1.0) -> tuple[Tensor, SolverStats]:
+             lower: float | None = None, m: int = 6, lam: float = 1e-4, beta: float = 1.0
+             ) -> tuple[Tensor, SolverStats]:
     """Anderson acceleration (type II) as the MDEQ and Lipschitz-MDEQ code run it.
 
     Per batch sample, the next iterate mixes the last ``m`` evaluations with the weights
@@ -147,6 +151,10 @@ def anderson(f: Callable[[Tensor], Tensor], z0: Tensor, *, tol: float = 1e-3,
     Args:
         f, z0, tol, max_iter, trace, f_z0: as :func:`fixed_point_iter` (``max_iter``: the
             reference's threshold; it evaluates f at most ``max_iter`` times).
+        lower: keep every iterate >= lower (a pcDEQ layer: 0, the nonnegative orthant the
+            theorem is about; the weights alpha may be negative): a sample whose mix has an
+            entry below it takes the plain step f(X_prev) instead (a safeguard; for a pcDEQ map
+            f >= 0, so the step is feasible, and the history keeps it).
         m: history size (reference: 6); lam: Tikhonov term (1e-4); beta: mixing (1.0).
 
     Returns:
@@ -176,6 +184,9 @@ def anderson(f: Callable[[Tensor], Tensor], z0: Tensor, *, tol: float = 1e-3,
         alpha = torch.linalg.solve(H[:, :n + 1, :n + 1], rhs[:, :n + 1])[:, 1:n + 1, 0]  # (B, n)
         i = k % m
         X[:, i] = beta * (alpha[:, None] @ F[:, :n])[:, 0] + (1 - beta) * (alpha[:, None] @ X[:, :n])[:, 0]
+        if lower is not None:  # a mix below the bound: take the plain step f(X_prev) instead
+            out = (X[:, i] < lower).any(dim=1, keepdim=True)
+            X[:, i] = torch.where(out, F[:, (k - 1) % m], X[:, i])
         F[:, i] = _rows(f(X[:, i].reshape(z0.shape)))
         res = relative_residual(F[:, i], X[:, i])
         if residuals is not None:
@@ -189,8 +200,8 @@ def anderson(f: Callable[[Tensor], Tensor], z0: Tensor, *, tol: float = 1e-3,
 
 @register_solver("broyden")
 def broyden(f: Callable[[Tensor], Tensor], z0: Tensor, *, tol: float = 1e-3,
-            max_iter: int = 50, trace: bool = False, f_z0: Tensor | None = None
-            ) -> tuple[Tensor, SolverStats]:
+            max_iter: int = 50, trace: bool = False, f_z0: Tensor | None = None,
+            lower: float | None = None) -> tuple[Tensor, SolverStats]:
     """Broyden's "good" method on g(z) = f(z) - z as MDEQ runs it (no line search, step 1).
 
     Each batch sample keeps its own inverse-Jacobian estimate -I + sum_j u_j v_j^T, one rank-1
@@ -203,6 +214,8 @@ def broyden(f: Callable[[Tensor], Tensor], z0: Tensor, *, tol: float = 1e-3,
     Args:
         f, z0, tol, max_iter, trace, f_z0: as :func:`fixed_point_iter` (``max_iter``: steps
             after the first evaluation, the reference's threshold).
+        lower: keep every iterate >= lower (see :func:`anderson`: a sample whose step would
+            leave takes the plain step to f(x)); the secant update uses the step taken.
 
     Returns:
         The lowest-residual iterate and its :class:`SolverStats` (``iters``: the step at which
@@ -230,10 +243,16 @@ def broyden(f: Callable[[Tensor], Tensor], z0: Tensor, *, tol: float = 1e-3,
     residuals: list[float] = []
     best, best_k, best_x = float("inf"), 0, x
     for n in range(1, max_iter + 1):
-        x = x + update
+        if lower is None:
+            x, dx = x + update, update
+        else:  # a step below the bound: the plain step to f(x) instead (see anderson)
+            x_new = x + update
+            out = (x_new < lower).any(dim=1, keepdim=True)
+            x_new = torch.where(out, fx, x_new)
+            x, dx = x_new, x_new - x
         fx = _rows(f(x.reshape(z0.shape)))
         gx_new = fx - x
-        dx, dg = update, gx_new - gx
+        dg = gx_new - gx
         gx = gx_new
         res = float(torch.linalg.vector_norm(gx) / (torch.linalg.vector_norm(fx) + 1e-9))
         residuals.append(res)
@@ -305,7 +324,8 @@ def implicit_fixed_point(f: Callable[[Tensor], Tensor], z0: Tensor, *, solver: s
                          tol: float = 1e-4, max_iter: int = 200,
                          backward_stats: list[SolverStats] | None = None,
                          f_z0: Tensor | None = None, attach: Attach | None = None,
-                         backward_max_iter: int | None = None) -> tuple[Tensor, SolverStats]:
+                         backward_max_iter: int | None = None,
+                         lower: float | None = None) -> tuple[Tensor, SolverStats]:
     """Solve z* = f(z*) and make z* differentiable by implicit differentiation.
 
     The forward solve runs without a graph. If gradients are needed, the map is applied once
@@ -325,13 +345,15 @@ def implicit_fixed_point(f: Callable[[Tensor], Tensor], z0: Tensor, *, solver: s
         attach: the map's own :data:`Attach` (a DEQ layer applies J^T directly, one transposed
             operator per adjoint iteration); default :func:`autograd_attach` of ``f``.
         backward_max_iter: the adjoint solve's cap (default ``max_iter``; MDEQ: B_THRES).
+        lower: the forward solve's lower bound on the iterates (see :func:`anderson`; the
+            adjoint variable has no sign).
 
     Returns:
         z* (attached to the graph when grad is enabled) and the forward solve's stats.
     """
     solve = get_solver(solver)
     with torch.no_grad():
-        z, stats = solve(f, z0, tol=tol, max_iter=max_iter, f_z0=f_z0)
+        z, stats = solve(f, z0, tol=tol, max_iter=max_iter, f_z0=f_z0, lower=lower)
     if not torch.is_grad_enabled():
         return z, stats
 

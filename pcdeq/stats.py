@@ -5,6 +5,7 @@ environment); the t quantile is checked against tabulated values in tests/test_s
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -134,3 +135,23 @@ def pooled_sd(groups: Sequence[Sequence[float]]) -> tuple[float, int] | None:
     if dof == 0:
         return None
     return math.sqrt(ss / dof), dof
+
+
+def welch_interval(a: Sequence[float], b: Sequence[float],
+                   level: float = 0.95) -> tuple[float, float, float, float] | None:
+    """mean(a) - mean(b) with its Welch (unequal variances) t interval.
+
+    Returns:
+        (difference, low, high, Welch-Satterthwaite dof), or None with fewer than 2 values on
+        a side. Zero spread on both sides gives a zero-width interval (dof inf).
+    """
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    d = statistics.fmean(a) - statistics.fmean(b)
+    se2 = va + vb
+    if se2 == 0:
+        return d, d, d, math.inf
+    dof = se2 ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    h = t_quantile(0.5 + level / 2, dof) * math.sqrt(se2)
+    return d, d - h, d + h, dof

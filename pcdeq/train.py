@@ -29,6 +29,7 @@ from .errors import ConfigError
 from .families import METHOD_FAMILIES, family_of, hyperparameters, parse_method
 from .hparams import HParams, dataset_info
 from .models import DEQClassifier, build_model, capturing_inputs, n_params
+from .solver import SOLVERS
 from .record import RECORD_FORMAT, EpochRecord, RecordError, RunRecord
 
 
@@ -48,6 +49,7 @@ class RunConfig:
     jr_weight: float | None = None  # DEQ-JR only
     jr_prob: float | None = None  # DEQ-JR only
     lip_bound: float | None = None  # LipDEQ only
+    solver: str | None = None  # a name in pcdeq.SOLVERS (None: the family's, else fixed_point)
     train_limit: int | None = None
     test_limit: int | None = None
     data_root: str = "data"
@@ -61,7 +63,7 @@ class RunConfig:
 WEIGHTS_FORMAT = "pcdeq-weights/1"
 # The RunConfig fields a model is rebuilt from (the rest say where and how a run ran).
 _MODEL_FIELDS = ("dataset", "method", "seed", "epochs", "lr", "tol", "max_iter", "batch_size",
-                 "jr_weight", "jr_prob", "lip_bound", "train_limit", "test_limit")
+                 "jr_weight", "jr_prob", "lip_bound", "solver", "train_limit", "test_limit")
 
 
 def keep_freed_memory() -> None:
@@ -116,6 +118,29 @@ def resolve_hparams(cfg: RunConfig) -> HParams:
     if family.check_flags is not None:
         family.check_flags({k: over[k] for k in family.flags if k in over})
     return dataclasses.replace(hp, **over)
+
+
+def resolve_solver(cfg: RunConfig) -> str:
+    """The run's fixed-point solver: ``--solver``, else the family's own, else the paper's
+    plain iteration.
+
+    Raises:
+        ConfigError: a name not in :data:`pcdeq.SOLVERS`, or any solver for a family that
+            always uses its own (monDEQ's Peaceman-Rachford, MDEQ's Broyden, the Lipschitz
+            MDEQ's Anderson), naming the valid choices.
+    """
+    family = family_of(cfg.method)
+    if cfg.solver is None:
+        return family.solver or "fixed_point"
+    if cfg.solver not in SOLVERS:
+        raise ConfigError(f"--solver {cfg.solver!r} is not a registered solver; choose one of "
+                          f"{', '.join(SOLVERS)}")
+    if family.solver is not None and cfg.solver != family.solver:
+        raise ConfigError(f"--solver {cfg.solver}: {family.name} methods always use their own "
+                          f"solver ({family.solver}); --solver applies to the families with a plain "
+                          f"fixed-point layer: "
+                          + ", ".join(f.name for f in METHOD_FAMILIES.values() if f.solver is None))
+    return cfg.solver
 
 
 def make_scheduler(opt: torch.optim.Optimizer, hp: HParams,
@@ -263,6 +288,7 @@ class Trainer:
         info = dataset_info(cfg.dataset)
         self.cfg = cfg
         self.hp = resolve_hparams(cfg)
+        self.solver = resolve_solver(cfg)
         self.device = resolve_device(cfg.device)
         if self.device.type == "cpu":
             keep_freed_memory()
@@ -279,7 +305,8 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)
         self.model = build_model(info.name, cfg.method, tol=self.hp.tol, max_iter=self.hp.max_iter,
-                                 channels=self.hp.channels, hparams=self.hp).to(self.device)
+                                 channels=self.hp.channels, hparams=self.hp,
+                                 solver=self.solver).to(self.device)
         # fused: one kernel for all parameters instead of ~10 ops each; a quarter of an L
         # model's step time on CPU goes to the optimizer otherwise. monDEQ: Adam, its protocol.
         opt = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[self.hp.optimizer]
@@ -526,9 +553,10 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> DEQCla
         raise ConfigError(f"{path} is not a weights file of this project (format {WEIGHTS_FORMAT}); "
                           "write one with python -m pcdeq train ... --weights PATH")
     run = state["run"]
-    hp = resolve_hparams(RunConfig(**run))
+    cfg = RunConfig(**run)
+    hp = resolve_hparams(cfg)
     model = build_model(run["dataset"], run["method"], tol=hp.tol, max_iter=hp.max_iter,
-                        channels=hp.channels, hparams=hp)
+                        channels=hp.channels, hparams=hp, solver=resolve_solver(cfg))
     model.load_state_dict(state["state_dict"])
     return model.to(device).eval()
 

@@ -80,6 +80,10 @@ def test_names_round_trip_and_families_are_registered_once():
     (dict(method="DEQ-L-Tanh", jr_weight=1.0), "--jr-weight applies to DEQ-JR methods only"),
     (dict(method="DEQ-JR-L-Tanh", jr_prob=1.5), "--jr-prob must be in \\[0, 1\\]"),
     (dict(method="monDEQ-SC", dataset="synthetic-svhn", epochs=0), "--epochs must be positive"),
+    (dict(method="pcDEQ-1-L-Tanh", solver="newton"),
+     "'newton' is not a registered solver; choose one of fixed_point, anderson, broyden"),
+    (dict(method="monDEQ-L", solver="anderson"), "monDEQ methods always use their own solver"),
+    (dict(method="MDEQ-MS", solver="anderson"), "MDEQ methods always use their own solver \\(broyden\\)"),
 ])
 def test_bad_baseline_overrides_refused_before_work(tmp_path, kw, match):
     cfg = RunConfig(**{**dict(dataset="mnist5k", out=str(tmp_path / "r.json"), data_root=str(DATA)), **kw})
@@ -266,3 +270,18 @@ def test_table8_describes_the_families_of_its_rows_only():
     no_jr = [r for r in runs if parse_method(r.method).family != "DEQ-JR"]
     note = next(n for n in stable_deq_table(no_jr, "quick").notes if n.startswith("Families: "))
     assert "DEQ-JR: " not in note and "LipDEQ: " in note
+
+
+@pytest.mark.parametrize("solver", ["anderson", "broyden"])
+def test_solver_flag_trains_a_pcdeq_model_with_an_accelerated_solver(tmp_path, solver):
+    """--solver reaches every layer and the record; a checkpoint of another solver's run is
+    not resumed (the solver is part of a run's identity)."""
+    from pcdeq.train import train
+    cfg = RunConfig(dataset="mnist5k", method="pcDEQ-1-L-Tanh", out=str(tmp_path / "r.json"),
+                    data_root=str(DATA), epochs=1, train_limit=128, test_limit=64, solver=solver,
+                    log=False, progress=False)
+    tr = Trainer(cfg)
+    assert {l.solver for l in tr.model.deq_layers()} == {solver}
+    rec = train(cfg)
+    assert rec.solver == solver and rec.epochs[0].fwd_iters >= 1
+    assert "solver" in rec.identity() and rec.identity()["solver"] == solver

@@ -252,7 +252,7 @@ def test_summary_table_has_one_line_per_claim_with_each_profiles_verdict_and_num
     table = claims.claims_table(rows, [a, b])
     s = table.summary
     assert s.header[-2:] == ["quick profile", "fashion profile"]
-    assert [r[0] for r in s.rows] == ["C3", "C4", "C5", "C6", "C8", "C9"]
+    assert [r[0] for r in s.rows] == ["C3", "C4", "C5", "C6", "C8", "C9", "C10"]
     c4 = next(r for r in s.rows if r[0] == "C4")
     assert c4[3] == "**holds** (max 7.50 iterations (needs < 8))"
     assert c4[4] == "**does not hold** (max 9.00 iterations (needs < 8))"

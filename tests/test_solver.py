@@ -188,3 +188,43 @@ def test_jacobian_spectral_norm_is_the_largest_singular_value_per_sample():
     z = torch.zeros(3, 6, dtype=torch.float64)  # tanh'(0) = 1: J = A
     est = jacobian_spectral_norm(f, z, iters=200)
     torch.testing.assert_close(est, torch.linalg.matrix_norm(A, ord=2), rtol=1e-6, atol=0)
+
+
+def _large_pcdeq_map(seed: int = 4):
+    """A pcDEQ-1 ReLU6 map with ||W|| far above 1 on which unclamped Anderson and Broyden
+    step out of the nonnegative orthant (found by a search over seeds)."""
+    torch.manual_seed(seed)
+    layer = PcDEQLinear(32, variant=1, activation="relu6").double()
+    with torch.no_grad():
+        layer.weight.g.mul_(float(torch.empty(1).uniform_(1, 60)))
+        u = 3 * torch.randn(8, 32, dtype=torch.float64) - 3.0
+        x = layer.input_map(u)
+        g, _ = layer.maps(x, layer.weight())
+    return (lambda z: g(z.clone())), x
+
+
+@pytest.mark.parametrize("name", ["anderson", "broyden"])
+def test_accelerated_solvers_stay_in_the_orthant_and_find_the_plain_fixed_point(name):
+    """With lower = 0 (what a pcDEQ layer passes) every point the map is evaluated at is
+    nonnegative and the solve ends at the plain iteration's fixed point; without it (the
+    negative control) the same solver leaves the orthant on the same map."""
+    g, x = _large_pcdeq_map()
+    with torch.no_grad():
+        z_plain, st = fixed_point_iter(g, torch.zeros_like(x), tol=1e-13, max_iter=5000)
+        assert not st.hit_max_iter
+        for lower, stays in ((None, False), (0.0, True)):
+            seen: list[float] = []
+
+            def f(z):
+                seen.append(float(z.min()))
+                return g(z)
+            z, st = get_solver(name)(f, torch.zeros_like(x), tol=1e-12, max_iter=300, lower=lower)
+            assert (min(seen) >= 0) is stays, (lower, min(seen))
+            if stays:
+                assert not st.hit_max_iter and float(z.min()) >= 0
+                assert float((z - z_plain).abs().max()) < 1e-6
+
+
+def test_a_pcdeq_layer_clamps_an_accelerated_solver_and_a_plain_deq_does_not():
+    from pcdeq.layers import DEQLinear
+    assert PcDEQLinear(4).orthant and not DEQLinear(4, activation="tanh").orthant

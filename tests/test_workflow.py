@@ -163,14 +163,16 @@ def test_schema_rejects_unknown_keys_bad_values_and_unknown_methods():
 
 
 # ------------------------------------------------------------------------- the job list
-def test_paper_profile_dry_run_lists_275_training_jobs_and_every_artifact(dry_runs):
+def test_paper_profile_dry_run_lists_300_training_jobs_and_every_artifact(dry_runs):
     res = dry_runs["paper"]
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout + res.stderr
     counts = job_counts(out)
-    # the paper's 32 methods and the 11 + 6 + 6 stable-DEQ baselines, 5 seeds each
-    assert counts["train"] == (32 + 23) * 5 == 275
-    assert counts["table"] == 8 and counts["figure"] == 8 and counts["dataset"] == 3
+    # the paper's 32 methods, the 11 + 6 + 6 stable-DEQ baselines and the 5 multiscale models
+    # on MNIST, 5 seeds each
+    assert counts["train"] == (32 + 23 + 5) * 5 == 300
+    assert counts["table"] == 9 and counts["figure"] == 9 and counts["dataset"] == 3
+    assert "runs/paper/mnist/LipMDEQ-cert-MS/seed4.json" in out
     for m in ("monDEQ-L", "DEQ-JR-L-Tanh", "LipDEQ-MC-ReLU"):
         assert f"runs/paper/mnist/{m}/seed4.json" in out
     for m in ("monDEQ-SC", "DEQ-SC-Tanh", "LipDEQ-SC-ReLU"):
@@ -192,11 +194,12 @@ def test_fashion_profile_dry_run(dry_runs):
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout + res.stderr
     counts = job_counts(out)
-    # L: 8 methods x 5 seeds; conv: 8 pcDEQ x 2 seeds, 5 baselines x 1 (method_seeds)
-    assert counts["train"] == 8 * 5 + 8 * 2 + 5 == 61
+    # L: 8 methods x 5 seeds; conv: 8 pcDEQ x 2 seeds, 5 baselines x 1 (method_seeds);
+    # multiscale: 5 models x 1 seed
+    assert counts["train"] == 8 * 5 + 8 * 2 + 5 + 5 == 66
     assert counts["dataset"] == 1 and counts["claims_table"] == 1
     assert counts["beyond_contraction"] == 1
-    assert counts["table"] == 4 and counts["figure"] == 6 and "theory_geometry" not in counts
+    assert counts["table"] == 5 and counts["figure"] == 7 and "theory_geometry" not in counts
     for m in ("pcDEQ-1-L-Tanh", "monDEQ-L", "DEQ-JR-L-Tanh", "LipDEQ-L-Tanh"):
         assert f"runs/fashion/fashion_mnist/{m}/seed4.json" in out
     assert "runs/fashion/fashion_mnist/pcDEQ-1-SC-Tanh/seed1.json" in out
@@ -302,8 +305,9 @@ def test_fresh_clone_all_retrains_and_regenerates_every_committed_artifact(dry_r
     res = dry_runs["clone_all"]
     assert res.returncode == 0, res.stderr[-3000:]
     counts = job_counts(res.stdout + res.stderr)
-    assert counts["train"] == 12 * 2 + 11 * 2 + 8 + 12 == 66  # pcDEQ + the MNIST baselines
-    assert counts["table"] == 8 and counts["figure"] == 8 and counts["profile_record"] == 1
+    # pcDEQ, the MNIST baselines, the multiscale models
+    assert counts["train"] == 12 * 2 + 11 * 2 + 5 * 2 + 8 + 12 == 76
+    assert counts["table"] == 9 and counts["figure"] == 9 and counts["profile_record"] == 1
     assert counts["claims_table"] == 1 and counts["beyond_contraction"] == 1
 
 
@@ -323,7 +327,8 @@ def test_fresh_clone_named_target_regenerates_without_force(dry_runs):
     assert res.returncode == 0, res.stderr[-3000:]
     assert job_counts(res.stdout + res.stderr) == {"train": 8, "profile_record": 1, "figure": 1,
                                                    "fig4": 1, "total": 11}
-    # Table 8 reads every run (it shows each dataset that has a baseline, pcDEQ beside it)
+    # Table 8 reads every run of the paper's architectures (it shows each dataset that has a
+    # baseline, pcDEQ beside it); the multiscale runs are Table 10's
     counts = job_counts(dry_runs["clone_table8_named"].stdout + dry_runs["clone_table8_named"].stderr)
     assert counts["train"] == 66 and counts["table"] == 1
     # the theory notebooks read no runs
@@ -331,8 +336,8 @@ def test_fresh_clone_named_target_regenerates_without_force(dry_runs):
     assert "train" not in counts and counts["theory_geometry"] == 1
     # Figure 15 studies the reference_weights models (seed 0): it trains those runs only
     counts = job_counts(dry_runs["clone_fig15_named"].stdout + dry_runs["clone_fig15_named"].stderr)
-    assert counts == {"train": 9, "profile_record": 1, "beyond_contraction": 1, "fig15": 1,
-                      "total": 12}, counts
+    assert counts == {"train": 10, "profile_record": 1, "beyond_contraction": 1, "fig15": 1,
+                      "total": 13}, counts
 
 
 # ----------------------------------------------------------------- the artifact registry
@@ -431,7 +436,7 @@ def test_every_artifact_has_its_named_target(dry_runs):
     assert {a.short for a in report.ARTIFACTS.values()} <= targets
     out = dry_runs["clone_claims_named"].stdout + dry_runs["clone_claims_named"].stderr
     counts = job_counts(out)
-    assert counts["train"] == 66 and counts["claims_table"] == 1 and counts["claims"] == 1
+    assert counts["train"] == 76 and counts["claims_table"] == 1 and counts["claims"] == 1
     assert counts["beyond_contraction"] == 1
 
 
@@ -592,7 +597,7 @@ def test_slurm_profile_dry_run_and_missing_sbatch(tmp_path, have_sbatch):
     out = res.stdout + res.stderr
     if have_sbatch:
         assert res.returncode == 0, out[-3000:]
-        assert job_counts(out)["train"] == 275
+        assert job_counts(out)["train"] == 300
     else:
         assert res.returncode != 0
         assert "sbatch, which is not on PATH" in out and "Nothing was submitted" in out

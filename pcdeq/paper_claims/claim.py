@@ -20,6 +20,12 @@ THRESHOLDS: dict[str, float] = {
     # "matches": the 95% Welch interval of (pcDEQ - monDEQ) mean accuracy lies above -0.1
     # points, the precision at which the paper's Tables 1-3 report accuracy (one decimal).
     "acc_margin_points": 0.1,
+    # C10, the Lipschitz MDEQ's "minor drop in accuracy" (no number given): 1 point, ten times
+    # the precision of the paper's accuracy tables, a practical margin.
+    "minor_drop_points": 1.0,
+    # ... judged only against an MDEQ above twice chance accuracy: a model that has not
+    # learned (too few steps) has no accuracy to lose.
+    "learned_over_chance": 2.0,
 }
 
 

@@ -18,7 +18,7 @@ from ..data import Preprocess, load_dataset
 from ..hparams import dataset_info, hyperparameters
 from ..layers import ACTIVATION_FNS, EquilibriumLayer
 from ..models import DEQClassifier, capturing_inputs
-from ..theory import fit_rate
+from ..theory import fit_rate, iterate_batch
 from .claim import THRESHOLDS
 
 # What the records' activations must satisfy in Lemma 4.2 (from the one activation table).
@@ -65,28 +65,6 @@ def test_images(dataset: str, method: str, data_root: str, n: int, cache: dict,
     return pre(cache[dataset][:n])
 
 
-# Not pcdeq.theory.iterate_many (the rate fit, fit_rate, is shared): that one judges each row
-# on its own, ||z_{k+1} - z_k|| <= tol * max(1, ||z_{k+1}||), and keeps every iterate; here
-# the whole batch (any shape: conv layers are (B, C, H, W)) stops together when its relative
-# residual ||Z_{k+1} - Z_k||_F / ||Z_{k+1}||_F reaches tol. The two rules stop at different
-# steps (on the quick L models 117 vs 128, 39 vs 42, 29 vs 30, 18 vs 19 iterations), so
-# swapping them would change the iteration counts and distances that tables/claims.md prints.
-def _iterate(g: Callable[[Tensor], Tensor], z: Tensor, tol: float, max_iter: int
-             ) -> tuple[Tensor, list[float], bool]:
-    """Plain fixed-point iteration; residuals ||z_{k+1} - z_k|| / ||z_{k+1}|| of the batch."""
-    res = []
-    for _ in range(max_iter):
-        zn = g(z)
-        r = float(torch.linalg.vector_norm(zn - z) / max(float(torch.linalg.vector_norm(zn)), 1e-300))
-        res.append(r)
-        z = zn
-        if not math.isfinite(r):
-            return z, res, False
-        if r <= tol:
-            return z, res, True
-    return z, res, False
-
-
 @dataclass
 class Uniqueness:
     method: str
@@ -104,13 +82,13 @@ def uniqueness(p: LayerProblem, method: str, n_starts: int = 20, seed: int = 0,
     starts in [0, 2 max(1, max z*)) for the whole batch; the largest ∞-norm distance to the
     limit from 0."""
     g, tol = p.g(), THRESHOLDS["solve_tol"]
-    z0, _, ok0 = _iterate(g, torch.zeros_like(p.x), tol, max_iter)
+    z0, _, ok0 = iterate_batch(g, torch.zeros_like(p.x), tol, max_iter)
     high = 2.0 * max(1.0, float(z0.abs().max()))
     gen = torch.Generator().manual_seed(seed)
     worst, conv = 0.0 if ok0 else math.inf, int(ok0)
     for _ in range(n_starts):
         start = high * torch.rand(p.x.shape, generator=gen, dtype=torch.float64)
-        z, _, ok = _iterate(g, start, tol, max_iter)
+        z, _, ok = iterate_batch(g, start, tol, max_iter)
         conv += int(ok)
         d = float((z - z0).abs().max())
         worst = max(worst, d if math.isfinite(d) else math.inf)
@@ -134,7 +112,7 @@ def convergence_rate(p: LayerProblem, method: str, max_iter: int = 3000,
     (float64): its asymptotic rate q and its worst one-step ratio ρ from the point where
     the residual is below 1% of its largest value (past the transient) down to the rounding
     floor. ρ < 1 means r_k ≤ r_s ρ^(k-s) from there on: geometric convergence, measured."""
-    _, res, ok = _iterate(p.g(), torch.zeros_like(p.x), THRESHOLDS["solve_tol"] / 10, max_iter)
+    _, res, ok = iterate_batch(p.g(), torch.zeros_like(p.x), THRESHOLDS["solve_tol"] / 10, max_iter)
     fit = fit_rate(res, floor=floor)
     rate = math.nan if fit is None else fit.rate
     start = next((i for i, r in enumerate(res) if r <= 1e-2 * max(res)), 0)

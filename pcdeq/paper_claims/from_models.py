@@ -68,8 +68,7 @@ def model_evidence(source: Source, *, data_root: str = "data", images_l: int = 6
         for p in problems:
             ev.uniqueness.append(uniqueness(p, m.name, n_starts=n_starts))
             ev.rates.append(convergence_rate(p, m.name))
-        if m.arch != "MS":  # Figure 15 scales the W of a single-scale layer
-            used.append(path)
+        used.append(path)  # the scaled study passes over what it does not scale (MS)
     if used:
         ev.scaled = bc.study(used, bc.test_inputs(source.root, data_root),
                              scaled or bc.Settings(n_starts=n_starts), provenance=source.label())

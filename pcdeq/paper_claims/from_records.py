@@ -1,16 +1,16 @@
-"""C3-C6 and C9: the claims checked on the run records of a source (σ_max per epoch,
+"""C3-C6, C9 (and C10, :mod:`.multiscale`): the claims checked on the run records of a source (σ_max per epoch,
 iterations per epoch, final accuracy beside monDEQ, the same runs on another kernel path)."""
 
 from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from ..hparams import parse_method
 from ..report.records import Run
-from ..stats import summarize, t_quantile
+from ..stats import summarize, welch_interval
 from .claim import THRESHOLDS, UNTESTABLE, Claim, untestable, verdict
 from .sources import Source
 
@@ -198,26 +198,6 @@ def claim_iterations_flat(src: Source) -> Claim:
                           f"needs < {g:g}); {n_up}/{len(base)} DEQ / monDEQ grow")
 
 
-def welch_interval(a: Sequence[float], b: Sequence[float],
-                   level: float = 0.95) -> tuple[float, float, float, float] | None:
-    """mean(a) - mean(b) with its Welch (unequal variances) t interval.
-
-    Returns:
-        (difference, low, high, Welch-Satterthwaite dof), or None with fewer than 2 values on
-        a side. Zero spread on both sides gives a zero-width interval (dof inf).
-    """
-    if len(a) < 2 or len(b) < 2:
-        return None
-    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    d = statistics.fmean(a) - statistics.fmean(b)
-    se2 = va + vb
-    if se2 == 0:
-        return d, d, d, math.inf
-    dof = se2 ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    h = t_quantile(0.5 + level / 2, dof) * math.sqrt(se2)
-    return d, d - h, d + h, dof
-
-
 def claim_accuracy(src: Source) -> Claim:
     """C6, Tables 1-3: pcDEQ matches or beats monDEQ with fewer parameters (same data here).
 
@@ -327,9 +307,13 @@ def claim_numerical_stability(src: Source) -> Claim:
 
 
 def claims_from_records(src: Source) -> list[Claim]:
-    """C3-C6 and C9 from the run records of one source."""
-    out = [claim_sigma_max(src), claim_sigmoid_iters(src), claim_iterations_flat(src),
-           claim_accuracy(src), claim_numerical_stability(src)]
+    """C3-C6 and C9 from the run records of one source (the paper's architectures: its claims
+    are about its models), and C10 from its multiscale runs."""
+    from .multiscale import claim_lipschitz_mdeq
+
+    paper = replace(src, runs=[r for r in src.runs if r.arch != "MS"])
+    out = [claim_sigma_max(paper), claim_sigmoid_iters(paper), claim_iterations_flat(paper),
+           claim_accuracy(paper), claim_numerical_stability(paper), claim_lipschitz_mdeq(src)]
     for c in out:
         c.profile = src.profile
     return out

@@ -11,7 +11,7 @@ from .claim import Claim
 from .sources import Source
 
 
-ORDER = ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"]
+ORDER = ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9", "C10"]
 
 
 def _short_verdict(c: Claim) -> str:

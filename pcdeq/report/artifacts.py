@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..hparams import FAMILY_GROUPS, parse_method
-from .paths import _ALL_ARCHS, FAMILIES, arch_key
+from .paths import ALL_ARCHS, FAMILIES, PAPER_ARCHS, arch_key
 
 # ------------------------------------------------------------------------------- files
 # Tables are written as Markdown + LaTeX, figures as PDF + PNG (in this order).
@@ -39,7 +39,7 @@ def artifact_paths(kind: str, name: str, out_dir: str | Path) -> list[Path]:
 # The categories of `snakemake --report`: the paper's sections, in this order.
 SECTION_EXPERIMENTS = "1. Experiments (Sec. 5: Tables 1-3, Figures 2-4; App. D: Figures 8-10)"
 SECTION_DATA = "2. Data and hyperparameters (App. C: Tables 4-7)"
-SECTION_STABLE_DEQS = "3. Beyond the paper: the other stable DEQs (Table 8, Figures 11-12)"
+SECTION_STABLE_DEQS = "3. Beyond the paper: the other stable DEQs (Tables 8, 10; Figures 11-12, 16)"
 SECTION_THEORY = "4. Theory on synthetic problems (Figures 13-14, Table 9)"
 SECTION_CLAIMS = "5. The paper's claims, checked"
 SECTIONS: tuple[str, ...] = (SECTION_EXPERIMENTS, SECTION_DATA, SECTION_STABLE_DEQS, SECTION_THEORY,
@@ -90,6 +90,7 @@ HPARAM_NOTEBOOK = Notebook("notebooks/hparam_tables.ipynb",
                            code=REPORT_CODE + ("pcdeq/hparams.py", "pcdeq/families/*.py"))
 FIGURES_NOTEBOOK = Notebook("notebooks/figures.ipynb", RECORD_PARAMS)
 STABLE_DEQS_NOTEBOOK = Notebook("notebooks/stable_deqs.ipynb", RECORD_PARAMS)
+MULTISCALE_NOTEBOOK = Notebook("notebooks/multiscale.ipynb", RECORD_PARAMS)
 GEOMETRY_NOTEBOOK = Notebook("notebooks/pcdeq_theory.ipynb", ("profile", "out_dir", "tables_dir"),
                              code=THEORY_CODE + REPORT_CODE, rule="theory_geometry", runtime=5)
 DYNAMICS_NOTEBOOK = Notebook("notebooks/linear_deq_dynamics.ipynb", ("profile", "out_dir"),
@@ -105,7 +106,7 @@ BEYOND_NOTEBOOK = Notebook(
     rule="beyond_contraction", mem_mb=4000, runtime=15)
 NOTEBOOKS: dict[str, Notebook] = {n.path: n for n in (
     ACCURACY_NOTEBOOK, DATASET_NOTEBOOK, HPARAM_NOTEBOOK, FIGURES_NOTEBOOK, STABLE_DEQS_NOTEBOOK,
-    GEOMETRY_NOTEBOOK, DYNAMICS_NOTEBOOK, CLAIMS_NOTEBOOK, BEYOND_NOTEBOOK)}
+    MULTISCALE_NOTEBOOK, GEOMETRY_NOTEBOOK, DYNAMICS_NOTEBOOK, CLAIMS_NOTEBOOK, BEYOND_NOTEBOOK)}
 
 
 # ------------------------------------------------------------------------- artifacts
@@ -153,7 +154,9 @@ class Artifact:
         return self.notebook.rule or self.kind
 
 
-_EVERY = tuple((f, _ALL_ARCHS) for f in FAMILIES)
+_EVERY = tuple((f, ALL_ARCHS) for f in FAMILIES)
+_PAPER_EVERY = tuple((f, PAPER_ARCHS) for f in FAMILIES)  # the multiscale models aside
+_MULTISCALE = tuple((f, ("MS",)) for f in FAMILIES)
 _RANDOM_MAPS = "synthetic: random W >= 0 and x, no training runs"
 
 # The theory notebooks, Figure 15 and the claims write their files under these names.
@@ -184,13 +187,13 @@ CLAIMS_TABLE = Artifact(
 
 ARTIFACTS: dict[str, Artifact] = {a.name: a for a in (
     Artifact("table1_mnist", "table", ACCURACY_NOTEBOOK,
-             "Table 1: MNIST test accuracy", SECTION_EXPERIMENTS, (("mnist", _ALL_ARCHS),),
+             "Table 1: MNIST test accuracy", SECTION_EXPERIMENTS, (("mnist", PAPER_ARCHS),),
              family="mnist"),
     Artifact("table2_svhn", "table", ACCURACY_NOTEBOOK,
-             "Table 2: SVHN test accuracy", SECTION_EXPERIMENTS, (("svhn", _ALL_ARCHS),),
+             "Table 2: SVHN test accuracy", SECTION_EXPERIMENTS, (("svhn", PAPER_ARCHS),),
              family="svhn"),
     Artifact("table3_cifar10", "table", ACCURACY_NOTEBOOK,
-             "Table 3: CIFAR-10 test accuracy", SECTION_EXPERIMENTS, (("cifar10", _ALL_ARCHS),),
+             "Table 3: CIFAR-10 test accuracy", SECTION_EXPERIMENTS, (("cifar10", PAPER_ARCHS),),
              family="cifar10"),
     Artifact("table4_datasets", "table", DATASET_NOTEBOOK,
              "Table 4: dataset statistics", SECTION_DATA, _EVERY, FAMILY_GROUPS),
@@ -219,13 +222,21 @@ ARTIFACTS: dict[str, Artifact] = {a.name: a for a in (
              SECTION_EXPERIMENTS, (("cifar10", ("MC", "MC*")),)),
     # Beyond the paper: the other routes to stable DEQs in the same harness (pcDEQ beside them).
     Artifact("table8_stable_deqs", "table", STABLE_DEQS_NOTEBOOK,
-             "Table 8: stable DEQs side by side", SECTION_STABLE_DEQS, _EVERY, FAMILY_GROUPS),
+             "Table 8: stable DEQs side by side", SECTION_STABLE_DEQS, _PAPER_EVERY, FAMILY_GROUPS),
     Artifact("fig11_stable_deq_iterations", "figure", STABLE_DEQS_NOTEBOOK,
              "Figure 11: fixed-point iterations and test accuracy per epoch, every stable-DEQ "
-             "family", SECTION_STABLE_DEQS, _EVERY, FAMILY_GROUPS),
+             "family", SECTION_STABLE_DEQS, _PAPER_EVERY, FAMILY_GROUPS),
     Artifact("fig12_stable_deq_sigma_max", "figure", STABLE_DEQS_NOTEBOOK,
              "Figure 12: largest singular value of W per epoch, L models of every family",
              SECTION_STABLE_DEQS, tuple((f, ("L",)) for f in FAMILIES), FAMILY_GROUPS),
+    # Beyond the paper: the multiscale equilibrium models (MDEQ, the Lipschitz MDEQ, the
+    # multiscale pcDEQ), the same harness again.
+    Artifact("table10_multiscale", "table", MULTISCALE_NOTEBOOK,
+             "Table 10: multiscale equilibrium models side by side", SECTION_STABLE_DEQS,
+             _MULTISCALE, FAMILY_GROUPS),
+    Artifact("fig16_multiscale", "figure", MULTISCALE_NOTEBOOK,
+             "Figure 16: accuracy, fixed-point iterations and the realised Lipschitz constant "
+             "per epoch, multiscale models", SECTION_STABLE_DEQS, _MULTISCALE, FAMILY_GROUPS),
     GEOMETRY_FIGURE, CONVERGENCE_TABLE, DYNAMICS_FIGURE,
     CLAIMS_TABLE, BEYOND_FIGURE,
 )}

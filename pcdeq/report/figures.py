@@ -1,4 +1,4 @@
-"""Figures 2-4 and 8-12 as byte-stable PDF + PNG, and the numbers behind each figure's claim."""
+"""Figures 2-4, 8-12 and 16 as byte-stable PDF + PNG, and the numbers behind each figure's claim."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Sequence
 
 from ..hparams import ALL_ACTIVATIONS, FAMILY_GROUPS, PAPER_DATASET_NAMES, parse_method
 from .artifacts import artifact_paths
-from .paths import _ALL_ARCHS, FAMILIES, arch_key
+from .paths import ALL_ARCHS, FAMILIES, arch_key
 from .records import Run, artifact_title, caption, curve, select_runs, summarize
 
 # ------------------------------------------------------------------------------- figures
@@ -16,12 +16,14 @@ from .records import Run, artifact_title, caption, curve, select_runs, summarize
 COLORS = {"ReLU6": "#1f77b4", "Tanh": "#ff7f0e", "Softsign": "#2ca02c", "Sigmoid": "#d62728"}
 METRICS = {"test_acc": "test accuracy [%]", "fwd_iters": "forward iterations",
            "bwd_iters": "backward iterations", "test_fwd_iters": "test forward iterations",
-           "sigma_max": r"$\sigma_{\max}(W)$"}
+           "sigma_max": r"$\sigma_{\max}(W)$", "jac_norm": r"$\|J_f(z^*)\|_2$"}
 
 
 # The stable-DEQ figures (11, 12): colour by family, line style by activation.
 GROUP_COLORS = {"pcDEQ": "#1f77b4", "monDEQ": "#d62728", "DEQ": "#ff7f0e", "DEQ-JR": "#2ca02c",
                 "LipDEQ": "#9467bd", "MDEQ": "#8c564b", "LipMDEQ": "#e377c2"}
+# Families that share a group colour with another family of the same figure.
+FAMILY_COLORS = {"LipMDEQ-cert": "#17becf"}
 LINESTYLES = {"ReLU6": "-", "Tanh": "--", "Softsign": ":", "Sigmoid": "-.",
               "ReLU": (0, (5, 1, 1, 1))}
 
@@ -43,7 +45,8 @@ def _style(method: str, by_family: bool) -> tuple[str, object, str]:
     """(colour, line style, legend label) of a method's line."""
     m = parse_method(method)
     if by_family:  # the architecture is in the panel's title
-        return GROUP_COLORS[m.group], LINESTYLES[m.activation], f"{m.family} {m.activation}"
+        color = FAMILY_COLORS.get(m.family, GROUP_COLORS[m.group])
+        return color, LINESTYLES[m.activation], f"{m.family} {m.activation}"
     return COLORS[m.activation], "-", _label(method)
 
 
@@ -80,13 +83,17 @@ def _panels(name: str, runs: Sequence[Run]) -> list[list[Panel]]:
     if name in ("fig11_stable_deq_iterations", "fig12_stable_deq_sigma_max"):
         # Only where a baseline was trained: pcDEQ alone has Figures 2-4 and 8-10.
         where = sorted({(r.family, r.arch) for r in runs if r.group != "pcDEQ"},
-                       key=lambda fa: (FAMILIES.index(fa[0]), _ALL_ARCHS.index(fa[1])))
+                       key=lambda fa: (FAMILIES.index(fa[0]), ALL_ARCHS.index(fa[1])))
         if name == "fig12_stable_deq_sigma_max":
             where = [fa for fa in where if fa[1] == "L"] or [("mnist", "L")]
             return [[Panel(_family_title(runs, f, a), pick(f, a), "sigma_max", True) for f, a in where]]
         where = where or [("mnist", "L")]
         return [[Panel(_family_title(runs, f, a), pick(f, a), metric, True)
                  for metric in ("test_acc", "fwd_iters", "bwd_iters")] for f, a in where]
+    if name == "fig16_multiscale":
+        where = sorted({r.family for r in runs if r.arch == "MS"}, key=FAMILIES.index) or ["mnist"]
+        return [[Panel(_family_title(runs, f, "MS"), pick(f, "MS"), metric, True)
+                 for metric in ("test_acc", "fwd_iters", "bwd_iters", "jac_norm")] for f in where]
     rows = {"fig8_mnist_curves": [("mnist", "L"), ("mnist", "MC")],
             "fig9_svhn_curves": [("svhn", "MC")],
             "fig10_cifar10_curves": [("cifar10", "MC"), ("cifar10", "MC*")]}[name]
@@ -95,7 +102,7 @@ def _panels(name: str, runs: Sequence[Run]) -> list[list[Panel]]:
 
 
 def make_figure(name: str, runs: Sequence[Run], profile: str):
-    """Draw one of Figures 2, 3, 4, 8-12 from the runs; mean line and min-max band.
+    """Draw one of Figures 2, 3, 4, 8-12, 16 from the runs; mean line and min-max band.
 
     The suptitle states the figure, the profile and the data (real or synthetic).
     """
@@ -163,6 +170,9 @@ def _draw_panel(ax, panel: Panel) -> None:
             ax.axhline(c, color=GROUP_COLORS["LipDEQ"], lw=0.8, ls=":")
             ax.text(1, c, f" LipDEQ bound c = {c:g}", color=GROUP_COLORS["LipDEQ"], fontsize=7,
                     va="bottom")
+    if panel.metric == "jac_norm" and drawn:
+        ax.axhline(1.0, color="k", lw=0.8, ls="--")  # below it: a contraction at z*
+        ax.set_yscale("log")
     if not drawn:
         ax.text(0.5, 0.5, "no runs in this profile", ha="center", va="center",
                 transform=ax.transAxes, fontsize=8)
@@ -205,7 +215,7 @@ def figure_summary(name: str, runs: Sequence[Run]) -> str:
         lines.append("The paper: pcDEQ's iterations do not grow during training, those of standard "
                      "DEQs and monDEQ do. Observed here, mean over seeds, first -> last epoch "
                      "(last / first):")
-        for s in sorted(summarize(runs), key=lambda s: (s.dataset, _ALL_ARCHS.index(arch_key(s.method)),
+        for s in sorted(summarize(runs), key=lambda s: (s.dataset, ALL_ARCHS.index(arch_key(s.method)),
                                                         _line_order(s.method))):
             rs = [r for r in runs if r.dataset == s.dataset and r.method == s.method]
             parts = []
@@ -218,6 +228,21 @@ def figure_summary(name: str, runs: Sequence[Run]) -> str:
             if c is not None:
                 parts.append(f"test_acc {c.mean[-1]:.2f}")
             lines.append(f"  {s.dataset:9s} {s.method:22s} " + "; ".join(parts))
+        return "\n".join(lines)
+    if name == "fig16_multiscale":
+        lines.append("Realised Lipschitz constant ||J_f(z*)||_2 (first test batch) per method, "
+                     "over seeds and epochs, with the iterations first -> last epoch (mean over "
+                     "seeds):")
+        for s in sorted(summarize(runs), key=lambda s: (s.dataset, _line_order(s.method))):
+            rs = [r for r in runs if r.dataset == s.dataset and r.method == s.method]
+            jac = [v for r in rs for v in r.series("jac_norm") if v is not None]
+            parts = [f"||J|| in [{min(jac):.3g}, {max(jac):.3g}], >= 1 in "
+                     f"{sum(v >= 1 for v in jac)}/{len(jac)} epochs"] if jac else []
+            for metric in ("fwd_iters", "bwd_iters", "test_acc"):
+                c = curve(rs, metric, s.method)
+                if c is not None:
+                    parts.append(f"{metric} {c.mean[0]:.2f} -> {c.mean[-1]:.2f}")
+            lines.append(f"  {s.dataset:17s} {s.method:22s} " + "; ".join(parts))
         return "\n".join(lines)
     metrics = ("test_acc",) if name == "fig2_sc_accuracy" else (
         ("fwd_iters", "bwd_iters") if name == "fig3_sc_iterations" else

@@ -41,11 +41,14 @@ def record_path(root: str | Path, dataset: str, method: str, seed: int) -> Path:
     return Path(root) / dataset / safe_method(method) / f"seed{seed}.json"
 
 
-# The architecture keys, in the paper's order.
-_ALL_ARCHS = ("L", "SC", "MC", "MC*")
+# The architecture keys: the paper's, in its order (Tables 1-3 and 8, Figures 2-4 and 8-12),
+# then the multiscale models beyond the paper (Table 10, Figure 16).
+PAPER_ARCHS: tuple[str, ...] = ("L", "SC", "MC", "MC*")
+ALL_ARCHS: tuple[str, ...] = PAPER_ARCHS + ("MS",)
 
 
 def arch_key(method: str) -> str:
-    """The size/parameter key of a method: ``L``, ``SC``, ``MC`` or ``MC*`` (augmented MC)."""
+    """The size/parameter key of a method: ``L``, ``SC``, ``MC``, ``MC*`` (augmented MC) or
+    ``MS`` (multiscale)."""
     m = parse_method(method)
     return m.arch + ("*" if m.augment else "")

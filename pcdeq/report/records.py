@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 from ..hparams import PAPER_DATASET_NAMES, ConfigError, dataset_info, methods_for, parse_method
 from ..record import RecordError, RunRecord
 from .artifacts import ARTIFACTS
-from .paths import _ALL_ARCHS, FAMILIES, arch_key, safe_method
+from .paths import ALL_ARCHS, FAMILIES, arch_key, safe_method
 
 # ------------------------------------------------------------------------------- records
 # The record itself is defined in pcdeq.record; the report reads it through RunRecord.
@@ -172,7 +172,7 @@ def size_label(runs: Sequence[Run]) -> str:
     """Seeds x epochs and images used per architecture of one dataset's runs,
     e.g. 'L: 2 seeds x 20 epochs, 4,000 train / 1,000 test images'."""
     parts = []
-    for arch in _ALL_ARCHS:
+    for arch in ALL_ARCHS:
         rs = [r for r in runs if r.arch == arch]
         if not rs:
             continue

@@ -1,17 +1,18 @@
-"""Tables 1-8 as Markdown + LaTeX: accuracy, datasets, hyperparameters, stable DEQs."""
+"""Tables 1-8 and 10 as Markdown + LaTeX: accuracy, datasets, hyperparameters, stable DEQs,
+multiscale models."""
 
 from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from ..hparams import (ALL_ACTIVATIONS, FAMILY_GROUPS, METHOD_FAMILIES, PAPER_DATASET_NAMES,
                        dataset_info, hyperparameters, methods_for, parse_method)
 from ..paper_results import BASELINES, PAPER, PAPER_DATASET_SIZES, PAPER_PARAMS, SOURCES, paper_accuracy
 from .artifacts import ACCURACY_TABLES, ARTIFACTS, HPARAM_TABLES, RENDER_RULES, artifact_paths
-from .paths import _ALL_ARCHS, FAMILIES, arch_key
+from .paths import ALL_ARCHS, FAMILIES, PAPER_ARCHS, arch_key
 from .records import Run, format_count, artifact_title, caption, select_runs, summarize
 
 # -------------------------------------------------------------------------------- tables
@@ -159,7 +160,7 @@ def dataset_table(runs: Sequence[Run], profile: str, data_root: str = "data") ->
         st = dataset_stats(dataset, root=data_root)
         rs = [r for r in runs if r.dataset == dataset]
         used = []
-        for arch in _ALL_ARCHS:
+        for arch in ALL_ARCHS:
             sizes = sorted({(r.data["n_train"], r.data["n_test"]) for r in rs if r.arch == arch})
             used += [f"{arch}: {format_count(a)} / {format_count(b)}" for a, b in sizes]
         ptrain, ptest = PAPER_DATASET_SIZES[info.family]
@@ -254,14 +255,19 @@ def _protocol(run: Run) -> str:
     """A run's optimization protocol, from its record's hyperparameters."""
     hp = run.hparams
     opt = {"adam": "Adam"}.get(hp.get("optimizer"), "AdamW")
-    decay = (f"÷10 every {hp['lr_decay_every']}" if hp.get("lr_decay_every")
-             else f"÷10 at {hp['lr_decay_epoch']}")
+    if hp.get("schedule") == "cosine":
+        decay = "cosine per step"
+    else:
+        decay = (f"÷10 every {hp['lr_decay_every']}" if hp.get("lr_decay_every")
+                 else f"÷10 at {hp['lr_decay_epoch']}")
     parts = [f"{opt} {hp['lr']:g} ({decay})", f"batch {hp['batch_size']}",
              f"tol {hp.get('tol', 1e-4):g}", f"max {hp.get('max_iter', 200)} it."]
     if "jr_weight" in hp:
         parts.append(f"γ {hp['jr_weight']:g}, p {hp['jr_prob']:g}")
     if "lip_bound" in hp:
         parts.append(f"c {hp['lip_bound']:g}")
+    if hp.get("pretrain_epochs"):
+        parts.append(f"{hp['pretrain_epochs']} ep. unrolled pre-training")
     if "mon_alpha" in hp:
         alphas = [e.alpha for e in run.epochs if e.alpha]
         tuned = f" → {alphas[-1][0]:g}" if alphas else ""
@@ -280,11 +286,12 @@ def stable_deq_table(runs: Sequence[Run], profile: str) -> Table:
     header = ["Model", "#params", "Final acc. [%]", "Fwd iters (first → last epoch)",
               "Bwd iters (first → last)", "max_iter hits", "s / epoch", "σ_max(W) (last)",
               "‖J‖²_F / d (last)", "Runs", "Protocol"]
+    runs = [r for r in runs if r.arch in PAPER_ARCHS]  # the multiscale models: Table 10
     datasets = sorted({r.dataset for r in runs if r.group != "pcDEQ"},
                       key=lambda d: (FAMILIES.index(dataset_info(d).family), d))
     shown = [r for r in runs if r.dataset in datasets]
     rows: list[list[str]] = []
-    arch_order = {a: i for i, a in enumerate(_ALL_ARCHS)}
+    arch_order = {a: i for i, a in enumerate(ALL_ARCHS)}
     for dataset in datasets:
         rows.append([f"**{dataset}**"] + [""] * (len(header) - 1))
         ds_runs = [r for r in shown if r.dataset == dataset]
@@ -328,10 +335,84 @@ def stable_deq_table(runs: Sequence[Run], profile: str) -> Table:
                  align="lrrrrrrrrll")
 
 
+def multiscale_table(runs: Sequence[Run], profile: str) -> Table:
+    """Table 10: MDEQ, the Lipschitz MDEQ (as published and certified) and the multiscale
+    pcDEQ, trained in the same harness on the same data; each beside MDEQ.
+
+    One row per (dataset, method) of the multiscale (``MS``) runs. Means over complete runs;
+    diverged runs are counted apart and left out of every number.
+    """
+    from .multiscale import acc_text, multiscale_summaries, reference_of, versus_reference
+
+    name = "table10_multiscale"
+    header = ["Model", "#params", "Final acc. [%]", "Δ acc. vs MDEQ [points, 95% CI]",
+              "Fwd iters (first → last)", "Bwd iters (first → last)", "max_iter hits",
+              "s / epoch", "Speed-up vs MDEQ", "‖J_f(z*)‖₂ last (max)", "epochs ‖J‖₂ ≥ 1",
+              "Certified bound last (max)", "Runs", "Solver", "Protocol"]
+    sums = multiscale_summaries(runs)
+    shown = [r for s in sums for r in s.runs]
+    rows: list[list[str]] = []
+    for dataset in dict.fromkeys(s.dataset for s in sums):
+        rows.append([f"**{dataset}**"] + [""] * (len(header) - 1))
+        for s in (x for x in sums if x.dataset == dataset):
+            ref = reference_of(s, sums)
+            vs = None if ref is None or ref is s else versus_reference(s, ref)
+            if vs is None:
+                delta = speed = "—" if ref is not s else "(reference)"
+            else:
+                delta = f"{vs.acc_diff:+.2f}" + (
+                    f" [{vs.acc_low:+.2f}, {vs.acc_high:+.2f}]" if vs.acc_low is not None
+                    else f" (n = {vs.n} vs {vs.n_ref}: no interval)")
+                speed = f"×{vs.speedup:.2f}" if vs.speedup is not None else "—"
+            fl = {k: s.first_last(k) for k in ("fwd_iters", "bwd_iters")}
+            jac, bound = s.jac_values(), s.bound_values()
+            secs = s.seconds
+            hits = sum(int(e.max_iter_hits or 0) for r in s.runs for e in r.epochs)
+            runs_txt = f"{len(s.runs)} x {s.epochs} ep"
+            if s.diverged:
+                runs_txt += f" (+{len(s.diverged)} diverged)"
+            solver = s.runs[0].solver if s.runs else None
+            rows.append([
+                s.method, f"{s.n_params:,}", acc_text(s), delta,
+                *(f"{v[0]:.1f} → {v[1]:.1f}" if v else "—" for v in fl.values()), str(hits),
+                f"{statistics.fmean(secs):.1f}" if secs else "—", speed,
+                f"{statistics.fmean(s.jac_last):.3f} ({max(jac):.3f})" if jac else "—",
+                f"{sum(v >= 1 for v in jac)}/{len(jac)}" if jac else "—",
+                f"{statistics.fmean(s.bound_last):.3f} ({max(bound):.3f})" if bound else "—",
+                runs_txt, solver or "—", _protocol(s.runs[0]) if s.runs else "—"])
+    if not rows:
+        rows.append(["no multiscale runs in this profile"] + [""] * (len(header) - 1))
+    compared = {parse_method(s.method).family for s in sums}
+    notes = [
+        "All rows trained in this harness on the same data, with the same records: final test "
+        "accuracy mean ± sample std over complete runs; Δ acc.: mean difference to MDEQ-MS "
+        "with its 95% Welch interval (two or more seeds a side); iterations per training batch, "
+        "averaged per epoch; max_iter hits summed over runs, epochs, forward and backward solves, "
+        "test included.",
+        "s / epoch: training time of an epoch (evaluation and the Jacobian norm not included), "
+        "mean over epochs and runs, on the machine the record names; speed-up: MDEQ-MS's s / "
+        "epoch divided by the row's (MDEQ's includes its unrolled pre-training epoch, part of "
+        "its protocol).",
+        "‖J_f(z*)‖₂: the spectral norm of the equilibrium map's Jacobian at the fixed point, on "
+        "the first test batch, every epoch (power iteration with JVP / VJP): the Lipschitz "
+        "constant the trained map realises there; last epoch mean over runs (max over runs and "
+        "epochs). A contraction certificate needs it below 1 at every epoch.",
+        "Certified bound: the product bound of the multiscale spec's §2.4 from the weights' true "
+        "operator norms (the Lipschitz MDEQ only); the as-published model caps each conv by one "
+        "power iteration on the reshaped kernel, which is not its operator norm, so its bound "
+        "may exceed the cap's target.",
+        "Families: " + "; ".join(f"{f.name}: {f.summary}" for f in METHOD_FAMILIES.values()
+                                 if f.name in compared) + "." if compared else
+        "Families: none trained in this profile.",
+    ]
+    return Table(name, artifact_title(name, shown), caption(profile, shown), header, rows, notes,
+                 align="lrrrrrrrrrrrlll")
+
+
 def make_table(name: str, runs: Sequence[Run] = (), profile: str = "quick", *,
                data_root: str = "data", experiments: dict | None = None,
                description: str = "") -> Table:
-    """Render any of Tables 1-8 by its artifact name (``table1_mnist`` ... ``table8_...``).
+    """Render any of Tables 1-8 and 10 by its artifact name (``table1_mnist`` ...).
 
     Tables 1-4 and 8 read ``runs`` (only those the table is about: Tables 1-3 the pcDEQ
     runs); Tables 5-7 read the profile's ``experiments`` config entry.
@@ -340,6 +421,8 @@ def make_table(name: str, runs: Sequence[Run] = (), profile: str = "quick", *,
         runs = select_runs(runs, name)
     if name == "table8_stable_deqs":
         return stable_deq_table(runs, profile)
+    if name == "table10_multiscale":
+        return multiscale_table(runs, profile)
     for family, n in ACCURACY_TABLES.items():
         if n == name:
             return accuracy_table(runs, family, profile)

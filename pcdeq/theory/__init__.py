@@ -36,11 +36,13 @@ from .maps import (BREAKS, Break, Condition, DTYPE, EXTRA_ACTIVATIONS, EXTRA_NOT
                    MapCase, PRETTY, UPPER_BOUND, generator, activation_fn, broken_case,
                    contraction_case, pcdeq_case, random_input, random_matrix, require_theorem,
                    single_thread, spectral_norm, spectral_radius, theorem_conditions, theorem_label)  # noqa: F401
-from .iteration import (MultiStart, RateFit, fit_rate, iterate_many, nonnegative_starts)  # noqa: F401
-from .geometry import (CaseResult, GeometryStudy, banach_curves, geometry_study, study_case)  # noqa: F401
+from .iteration import (MultiStart, RateFit, fit_rate, iterate_batch, iterate_many,  # noqa: F401
+                        nonnegative_starts)
+from .geometry import (CaseResult, GeometrySettings, GeometryStudy, banach_curves, geometry_study,  # noqa: F401
+                       study_case)
 from .geometry_report import (convergence_table, geometry_figure, limits_text, rate_text, verdict)  # noqa: F401
-from .dynamics import (DEQParams, DynamicsStudy, GDRun, Grads, LEAKY_SLOPE, LINKS, Problem,
-                       StepCheck, check_step_sizes, closed_form_grads, conserved, dynamics_study,
+from .dynamics import (DEQParams, DynamicsSettings, DynamicsStudy, GDRun, Grads, LEAKY_SLOPE,
+                       LINKS, Problem, StepCheck, check_step_sizes, closed_form_grads, conserved, dynamics_study,
                        equilibrium, flat, gd_step, gradient_descent, init_params, link_fns, loss,
                        make_problem, predicted_increments, sharpness, solver_equilibrium,
                        solver_grads, unflat)  # noqa: F401

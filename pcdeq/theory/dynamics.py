@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import torch
@@ -487,25 +487,12 @@ def solver_grads(p: DEQParams, prob: Problem, *, tol: float = 1e-13) -> Grads:
     return Grads(gW, gU, gv, L.detach())
 
 
-@dataclass
-class DynamicsStudy:
-    """Figure 14's runs: link -> (problem, init, runs per step size)."""
+@dataclass(frozen=True)
+class DynamicsSettings:
+    """The parameters of Figure 14 (their defaults, written once). The same X, beta and
+    initialization for every link (from ``seed``).
 
-    settings: dict
-    problems: dict[str, Problem] = field(default_factory=dict)
-    inits: dict[str, DEQParams] = field(default_factory=dict)
-    runs: dict[str, list[GDRun]] = field(default_factory=dict)
-
-
-def dynamics_study(*, links: Sequence[str] = LINKS, n: int = 200, d: int = 5, k: int = 3,
-                   step_sizes: Sequence[float] = (0.01, 0.02, 0.04, 0.08), steps: int = 1500,
-                   seed: int = 0, w_scale: float = 0.1, u_scale: float = 0.3,
-                   v_scale: float = 1.0) -> DynamicsStudy:
-    """Gradient descent on the linear DEQ and the single-index DEQs, every step size.
-
-    The same X, beta and initialization for every link (from ``seed``).
-
-    Args:
+    Attributes:
         links: the models ("linear", "tanh", "leaky_relu").
         n, d, k: samples, input dimension, DEQ width.
         step_sizes: one run per step size.
@@ -513,27 +500,65 @@ def dynamics_study(*, links: Sequence[str] = LINKS, n: int = 200, d: int = 5, k:
         seed: seeds the data and the initialization.
         w_scale, u_scale, v_scale: scales of the initialization (:func:`init_params`).
 
+    Raises:
+        ConfigError: an unknown link, no step size or a step size that is not a positive
+            number, when the settings are made.
+    """
+
+    links: tuple[str, ...] = LINKS
+    n: int = 200
+    d: int = 5
+    k: int = 3
+    step_sizes: tuple[float, ...] = (0.01, 0.02, 0.04, 0.08)
+    steps: int = 1500
+    seed: int = 0
+    w_scale: float = 0.1
+    u_scale: float = 0.3
+    v_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "links", tuple(self.links))
+        object.__setattr__(self, "step_sizes", tuple(self.step_sizes))
+        for link in self.links:
+            link_fns(link)
+        if not self.step_sizes:
+            raise ConfigError("step_sizes is empty")
+        for eta in self.step_sizes:
+            if not (isinstance(eta, (int, float)) and math.isfinite(eta) and eta > 0):
+                raise ConfigError(f"step sizes must be positive numbers, got {eta!r}")
+
+
+@dataclass
+class DynamicsStudy:
+    """Figure 14's runs: link -> (problem, init, runs per step size)."""
+
+    settings: DynamicsSettings
+    problems: dict[str, Problem] = field(default_factory=dict)
+    inits: dict[str, DEQParams] = field(default_factory=dict)
+    runs: dict[str, list[GDRun]] = field(default_factory=dict)
+
+
+def dynamics_study(settings: DynamicsSettings | None = None, /, **overrides) -> DynamicsStudy:
+    """Gradient descent on the linear DEQ and the single-index DEQs, every step size.
+
+    Args:
+        settings: the :class:`DynamicsSettings` (default: its defaults).
+        **overrides: fields of :class:`DynamicsSettings` to change, e.g. ``steps=300``.
+
     Returns:
         The :class:`DynamicsStudy`.
 
     Raises:
         ConfigError: a malformed parameter (before anything runs).
     """
-    for link in links:
-        link_fns(link)
-    if not step_sizes:
-        raise ConfigError("step_sizes is empty")
-    for eta in step_sizes:
-        if not (isinstance(eta, (int, float)) and math.isfinite(eta) and eta > 0):
-            raise ConfigError(f"step sizes must be positive numbers, got {eta!r}")
-    study = DynamicsStudy(dict(links=list(links), n=n, d=d, k=k, step_sizes=list(step_sizes),
-                               steps=steps, seed=seed, w_scale=w_scale, u_scale=u_scale,
-                               v_scale=v_scale))
-    p0 = init_params(k, d, seed=seed, w_scale=w_scale, u_scale=u_scale, v_scale=v_scale)
+    st = replace(settings or DynamicsSettings(), **overrides)
+    study = DynamicsStudy(st)
+    p0 = init_params(st.k, st.d, seed=st.seed, w_scale=st.w_scale, u_scale=st.u_scale,
+                     v_scale=st.v_scale)
     with single_thread():
-        for link in links:
-            prob = make_problem(n, d, link, seed=seed)
+        for link in st.links:
+            prob = make_problem(st.n, st.d, link, seed=st.seed)
             study.problems[link] = prob
             study.inits[link] = p0
-            study.runs[link] = gradient_descent(prob, p0, step_sizes, steps)
+            study.runs[link] = gradient_descent(prob, p0, list(st.step_sizes), st.steps)
     return study

@@ -137,11 +137,11 @@ def dynamics_figure(study: DynamicsStudy, profile: str = "quick") -> "Figure":
         "Figure 14: gradient descent on linear and single-index DEQs (the setting of "
         "Dandapanthula & Ramdas 2025) -- SYNTHETIC ILLUSTRATION of the theory, not trained "
         "pcDEQ models.",
-        f"z* = (I - W)⁻¹Ux, squared loss, y = φ(βᵀx) with a unit β, x ~ N(0, I), n = {s['n']}, "
-        f"d = {s['d']}, k = {s['k']}; W0 ~ {s['w_scale']:g}·N(0, 1), "
-        f"U0 ~ {s['u_scale']:g}·N(0, 1), "
-        f"v0 ~ {s['v_scale']:g}·N(0, 1); seed {s['seed']}; {s['steps']} full-batch steps per "
-        f"run; η in {{{', '.join(f'{e:g}' for e in s['step_sizes'])}}}. The conserved "
+        f"z* = (I - W)⁻¹Ux, squared loss, y = φ(βᵀx) with a unit β, x ~ N(0, I), n = {s.n}, "
+        f"d = {s.d}, k = {s.k}; W0 ~ {s.w_scale:g}·N(0, 1), "
+        f"U0 ~ {s.u_scale:g}·N(0, 1), "
+        f"v0 ~ {s.v_scale:g}·N(0, 1); seed {s.seed}; {s.steps} full-batch steps per "
+        f"run; η in {{{', '.join(f'{e:g}' for e in s.step_sizes)}}}. The conserved "
         "quantities and their exact per-step increase are our derivation from the model's "
         f"scaling symmetries (not the paper's text). Profile-independent ({profile} run).",
         width=210), fontsize=8.5)
@@ -173,7 +173,7 @@ def outside_runs(study: DynamicsStudy, factors: Sequence[float], steps: int | No
         for link, prob in study.problems.items():
             lam = study.runs[link][0].check.sharpness
             out[link] = gradient_descent(prob, study.inits[link], [f * 2 / lam for f in factors],
-                                         steps or study.settings["steps"])
+                                         steps or study.settings.steps)
     return out
 
 

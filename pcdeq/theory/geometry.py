@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Sequence
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -96,6 +95,52 @@ def study_case(case: MapCase, *, n_starts: int = 100, start_scale: float = 1.5, 
                       None if stats.hit_max_iter else stats.iters, solver_tol)
 
 
+@dataclass(frozen=True)
+class GeometrySettings:
+    """The parameters of Figure 13 / Table 9 (their defaults, written once).
+
+    Attributes:
+        dims: the dimensions n of the maps.
+        w_norm, w_low: W's spectral norm and the lower end of its entries before scaling.
+        x_low, x_high: the range of x's entries.
+        pcdeq_cases: (variant, activation) pairs.
+        broken_cases: keys of :data:`BREAKS`.
+        contraction_norm: ||W||_2 of the Banach comparison (tanh).
+        n_starts, start_scale, seed, max_iter: see :func:`study_case`.
+
+    Raises:
+        ConfigError: a malformed parameter (a pcDEQ case that is not a pair, an unknown broken
+            case, a contraction norm <= 0), when the settings are made.
+    """
+
+    dims: tuple[int, ...] = (2, 50)
+    w_norm: float = 3.0
+    w_low: float = 0.0
+    x_low: float = 0.1
+    x_high: float = 1.0
+    pcdeq_cases: tuple[tuple, ...] = ((1, "relu6"), (1, "tanh"), (1, "softsign"), (2, "sigmoid"))
+    broken_cases: tuple[str, ...] = tuple(BREAKS)
+    contraction_norm: float = 0.9
+    n_starts: int = 100
+    start_scale: float = 1.5
+    seed: int = 0
+    max_iter: int = 300
+
+    def __post_init__(self) -> None:
+        # Sequences from a notebook or YAML arrive as lists: stored as tuples.
+        object.__setattr__(self, "dims", tuple(self.dims))
+        object.__setattr__(self, "broken_cases", tuple(self.broken_cases))
+        for c in self.pcdeq_cases:
+            if len(c) != 2:
+                raise ConfigError(f"a pcDEQ case is [variant, activation], got {c!r}")
+        object.__setattr__(self, "pcdeq_cases", tuple(tuple(c) for c in self.pcdeq_cases))
+        if not self.contraction_norm > 0:
+            raise ConfigError(f"contraction_norm must be > 0, got {self.contraction_norm!r}")
+        for key in self.broken_cases:
+            if key not in BREAKS:
+                raise ConfigError(f"unknown broken case {key!r}; known: {', '.join(BREAKS)}")
+
+
 @dataclass
 class GeometryStudy:
     """All cases of Figure 13 / Table 9.
@@ -107,7 +152,7 @@ class GeometryStudy:
         contraction: dim -> the contraction case (Banach comparison).
     """
 
-    settings: dict
+    settings: GeometrySettings
     pcdeq: dict[int, list[CaseResult]] = field(default_factory=dict)
     broken: dict[int, list[CaseResult]] = field(default_factory=dict)
     contraction: dict[int, CaseResult] = field(default_factory=dict)
@@ -121,13 +166,7 @@ class GeometryStudy:
         return out
 
 
-def geometry_study(*, dims: Sequence[int] = (2, 50), w_norm: float = 3.0, w_low: float = 0.0,
-                   x_low: float = 0.1, x_high: float = 1.0,
-                   pcdeq_cases: Sequence[Sequence] = ((1, "relu6"), (1, "tanh"),
-                                                      (1, "softsign"), (2, "sigmoid")),
-                   broken_cases: Sequence[str] = tuple(BREAKS), contraction_norm: float = 0.9,
-                   n_starts: int = 100, start_scale: float = 1.5, seed: int = 0,
-                   max_iter: int = 300) -> GeometryStudy:
+def geometry_study(settings: GeometrySettings | None = None, /, **overrides) -> GeometryStudy:
     """Run every case of Figure 13 / Table 9, per dimension on one W and one x.
 
     W: entries U[w_low, 1) scaled to ||W||_2 = w_norm; x: entries U[x_low, x_high). Both are
@@ -136,13 +175,8 @@ def geometry_study(*, dims: Sequence[int] = (2, 50), w_norm: float = 3.0, w_low:
     :func:`theorem_conditions`).
 
     Args:
-        dims: the dimensions n of the maps.
-        w_norm, w_low: W's spectral norm and the lower end of its entries before scaling.
-        x_low, x_high: the range of x's entries.
-        pcdeq_cases: (variant, activation) pairs.
-        broken_cases: keys of :data:`BREAKS`.
-        contraction_norm: ||W||_2 of the Banach comparison (tanh).
-        n_starts, start_scale, seed, max_iter: see :func:`study_case`.
+        settings: the :class:`GeometrySettings` (default: its defaults).
+        **overrides: fields of :class:`GeometrySettings` to change, e.g. ``dims=[2]``.
 
     Returns:
         The :class:`GeometryStudy`.
@@ -151,29 +185,18 @@ def geometry_study(*, dims: Sequence[int] = (2, 50), w_norm: float = 3.0, w_low:
         ConfigError: a malformed parameter (dimension < 1, norm <= 0, unknown activation or
             broken case, empty start set, ...), before anything runs.
     """
-    settings = dict(dims=list(dims), w_norm=w_norm, w_low=w_low, x_low=x_low, x_high=x_high,
-                    pcdeq_cases=[list(c) for c in pcdeq_cases], broken_cases=list(broken_cases),
-                    contraction_norm=contraction_norm, n_starts=n_starts,
-                    start_scale=start_scale, seed=seed, max_iter=max_iter)
-    if not contraction_norm > 0:
-        raise ConfigError(f"contraction_norm must be > 0, got {contraction_norm!r}")
-    for c in pcdeq_cases:
-        if len(c) != 2:
-            raise ConfigError(f"a pcDEQ case is [variant, activation], got {c!r}")
-    for key in broken_cases:
-        if key not in BREAKS:
-            raise ConfigError(f"unknown broken case {key!r}; known: {', '.join(BREAKS)}")
-    study = GeometryStudy(settings)
-    kw = dict(n_starts=n_starts, start_scale=start_scale, seed=seed, max_iter=max_iter)
+    st = replace(settings or GeometrySettings(), **overrides)
+    study = GeometryStudy(st)
+    kw = dict(n_starts=st.n_starts, start_scale=st.start_scale, seed=st.seed, max_iter=st.max_iter)
     with single_thread():
-        for dim in dims:
-            W = random_matrix(dim, w_norm, seed=seed, low=w_low)
-            x = random_input(dim, x_low, x_high, seed=seed)
-            cases = [pcdeq_case(W, x, int(v), str(a)) for v, a in pcdeq_cases]
+        for dim in st.dims:
+            W = random_matrix(dim, st.w_norm, seed=st.seed, low=st.w_low)
+            x = random_input(dim, st.x_low, st.x_high, seed=st.seed)
+            cases = [pcdeq_case(W, x, int(v), str(a)) for v, a in st.pcdeq_cases]
             study.pcdeq[dim] = [study_case(c, **kw) for c in cases]
             study.broken[dim] = [study_case(broken_case(W, x, key), **kw)
-                                 for key in broken_cases]
-            study.contraction[dim] = study_case(contraction_case(W, x, contraction_norm), **kw)
+                                 for key in st.broken_cases]
+            study.contraction[dim] = study_case(contraction_case(W, x, st.contraction_norm), **kw)
     return study
 
 

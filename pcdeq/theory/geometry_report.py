@@ -99,7 +99,7 @@ def convergence_table(study: GeometryStudy, profile: str = "quick") -> "Table":
     """
     s = study.settings
     header = ["Case", "Theorem", "σ_max(W)", "Lip(σ)·σ_max(W)", "Iterations to 1e-4",
-              "Fitted rate", "Rate at z* (Jacobian)", f"Distinct limits ({s['n_starts']} starts)",
+              "Fitted rate", "Rate at z* (Jacobian)", f"Distinct limits ({s.n_starts} starts)",
               "Outcome"]
     rows: list[list[str]] = []
     for dim in study.pcdeq:
@@ -115,16 +115,16 @@ def convergence_table(study: GeometryStudy, profile: str = "quick") -> "Table":
                 rate_text(r), _g(r.jacobian_rate), limits_text(r), verdict(r)])
     notes = [
         "Synthetic illustration of the theory (Prop. 4.6), not trained models: W has i.i.d. "
-        f"entries U[{s['w_low']:g}, 1) scaled to σ_max(W) = {s['w_norm']:g}, x has entries "
-        f"U[{s['x_low']:g}, {s['x_high']:g}), seed {s['seed']}; the broken cases use the same "
+        f"entries U[{s.w_low:g}, 1) scaled to σ_max(W) = {s.w_norm:g}, x has entries "
+        f"U[{s.x_low:g}, {s.x_high:g}), seed {s.seed}; the broken cases use the same "
         "W and x with one hypothesis removed.",
         "Iterations to 1e-4: pcdeq's solver from z = 0 with the paper's stopping rule "
         "(relative residual < 1e-4, at most 200 iterations; — = not reached). Fitted rate: "
         "least-squares fit of the step sizes from z = 0 on a log scale (0: the iteration "
         "landed exactly on z*). Rate at z*: spectral radius of the Jacobian of the map at the "
         "limit reached from z = 0. Distinct limits: clusters of the end points of the "
-        f"converged starts (z = 0 and {s['n_starts'] - 1} uniform starts in "
-        f"[0, {s['start_scale']:g} sup σ)^n, at most {s['max_iter']} steps).",
+        f"converged starts (z = 0 and {s.n_starts - 1} uniform starts in "
+        f"[0, {s.start_scale:g} sup σ)^n, at most {s.max_iter} steps).",
     ]
     cap = (f"Synthetic illustration of the pcDEQ theorem (random W and x, not trained models); "
            f"the same in every profile ({profile} profile run).")
@@ -299,10 +299,10 @@ def geometry_figure(study: GeometryStudy, profile: str = "quick") -> "Figure":
     fig.suptitle(title_lines(
         "Figure 13: fixed-point iteration on pcDEQ maps g(z) = σ(Wz + x) -- SYNTHETIC "
         "ILLUSTRATION of the theory (random W and x, not trained models).",
-        f"W: entries U[{s['w_low']:g}, 1) scaled to σ_max(W) = {s['w_norm']:g}; x: entries "
-        f"U[{s['x_low']:g}, {s['x_high']:g}); n = {', '.join(map(str, s['dims']))}; seed "
-        f"{s['seed']}; {s['n_starts']} starts (z = 0 and uniform in [0, "
-        f"{s['start_scale']:g} sup σ)^n); contraction: σ_max(W) = {s['contraction_norm']:g}. "
+        f"W: entries U[{s.w_low:g}, 1) scaled to σ_max(W) = {s.w_norm:g}; x: entries "
+        f"U[{s.x_low:g}, {s.x_high:g}); n = {', '.join(map(str, s.dims))}; seed "
+        f"{s.seed}; {s.n_starts} starts (z = 0 and uniform in [0, "
+        f"{s.start_scale:g} sup σ)^n); contraction: σ_max(W) = {s.contraction_norm:g}. "
         f"Rows: pcDEQ cases; the same W, x with one hypothesis removed; residuals. "
         f"Profile-independent ({profile} run).", width=190), fontsize=8.5)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
