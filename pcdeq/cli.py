@@ -38,6 +38,9 @@ def _add_train(sub) -> None:
     p.add_argument("--jr-weight", type=float, help="DEQ-JR: weight gamma of ||J||_F^2/d (default 1.0)")
     p.add_argument("--jr-prob", type=float, help="DEQ-JR: probability of a regularized step (default 0.4)")
     p.add_argument("--lip-bound", type=float, help="LipDEQ: c in ||W||_2 <= c < 1 (default 0.9)")
+    # The Lipschitz MDEQ's cap mode is part of its method name (one name per run): the flag a
+    # reader of its paper may look for is answered, not silently ignored.
+    p.add_argument("--lip-mode", help=argparse.SUPPRESS)
     p.add_argument("--train-limit", type=_positive_int, help="use only the first N training images")
     p.add_argument("--test-limit", type=_positive_int, help="use only the first N test images")
     p.add_argument("--data-root", default="data")
@@ -107,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
                       solvers=args.solvers)
             return 0
         from .train import NonFiniteLoss, RunConfig, train
+        if args.lip_mode is not None:
+            raise ConfigError(
+                f"--lip-mode {args.lip_mode}: the Lipschitz multiscale DEQ's cap mode is part of "
+                f"its method name: --method LipMDEQ-MS (as published) or LipMDEQ-cert-MS "
+                f"(certified); no other family has a mode")
         cfg = RunConfig(dataset=args.dataset, method=args.method, seed=args.seed, out=args.out,
                         epochs=args.epochs, lr=args.lr, tol=args.tol, max_iter=args.max_iter,
                         batch_size=args.batch_size, jr_weight=args.jr_weight, jr_prob=args.jr_prob,

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .layers import SolveStats, conv_operator_norm
-from .solver import SolverStats, implicit_fixed_point, jacobian_spectral_norm
+from .solver import SolverStats, equilibrium_spectral_norm, implicit_fixed_point
 
 
 @dataclass(frozen=True)
@@ -423,10 +423,8 @@ class MDEQ(SolveStats, nn.Module):
         x0 = self.inputs(u[:samples])
         self.reset_weights()
         func, shapes = self._flat_map(x0)
-        z, _ = implicit_fixed_point(func, self._zero_state(x0, shapes),
-                                    solver=self.cfg.solver, tol=self.cfg.tol, max_iter=self.cfg.f_thres)
-        with torch.enable_grad():
-            return float(jacobian_spectral_norm(func, z).max().detach())
+        return equilibrium_spectral_norm(func, self._zero_state(x0, shapes), solver=self.cfg.solver,
+                                         tol=self.cfg.tol, max_iter=self.cfg.f_thres)
 
     def epoch_fields(self, u: Tensor) -> dict[str, float]:
         """``jac_norm`` (:meth:`equilibrium_jacobian_norm`) and, where the construction has one,

@@ -320,6 +320,22 @@ def jacobian_spectral_norm(f: Callable[[Tensor], Tensor], z: Tensor, iters: int 
     return sigma
 
 
+def equilibrium_spectral_norm(f: Callable[[Tensor], Tensor], z0: Tensor, *, solver: str,
+                              tol: float, max_iter: int, lower: float | None = None) -> float:
+    """||J_f(z*)||_2 at the fixed point z* that ``solver`` finds from ``z0``, the largest over
+    the batch: the Lipschitz constant an equilibrium map realises where it is used (the
+    multiscale families record it every epoch as ``jac_norm``).
+
+    Args:
+        f: the map on (B, D) states (each sample separately).
+        z0: the solve's start; solver, tol, max_iter, lower: as :func:`implicit_fixed_point`.
+    """
+    with torch.no_grad():
+        z, _ = get_solver(solver)(f, z0, tol=tol, max_iter=max_iter, f_z0=None, lower=lower)
+    with torch.enable_grad():
+        return float(jacobian_spectral_norm(f, z).max().detach())
+
+
 def implicit_fixed_point(f: Callable[[Tensor], Tensor], z0: Tensor, *, solver: str = "fixed_point",
                          tol: float = 1e-4, max_iter: int = 200,
                          backward_stats: list[SolverStats] | None = None,

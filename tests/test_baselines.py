@@ -285,3 +285,11 @@ def test_solver_flag_trains_a_pcdeq_model_with_an_accelerated_solver(tmp_path, s
     rec = train(cfg)
     assert rec.solver == solver and rec.epochs[0].fwd_iters >= 1
     assert "solver" in rec.identity() and rec.identity()["solver"] == solver
+
+
+def test_cli_answers_lip_mode_with_the_method_names(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "pcdeq", "train", "--dataset", "mnist5k", "--method",
+                        "LipMDEQ-MS", "--lip-mode", "certified", "--out", str(tmp_path / "r.json")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "LipMDEQ-cert-MS (certified)" in r.stderr
+    assert not (tmp_path / "r.json").exists()

@@ -111,9 +111,11 @@ def test_lipschitz_mdeq_claim_is_not_testable_without_its_evidence():
     one_seed = [r for r in runs if r.seed == 0]
     c = claims.claim_lipschitz_mdeq(_source(one_seed))
     assert c.verdict == claims.UNTESTABLE and "two seeds" in c.why
+    assert "(a) ‖J_f(z*)‖₂ of LipMDEQ-MS in [0.4, 0.6]" in c.evidence  # measured parts shown
     # an MDEQ at chance accuracy has not learned: no accuracy cost to judge
     c = claims.claim_lipschitz_mdeq(_source(_runs(mdeq_acc=(10.2, 9.8), lip_acc=(10.0, 10.1))))
     assert c.verdict == claims.UNTESTABLE and "not learned" in c.why
+    assert "(b) speed-up ×4.00" in c.evidence and "MDEQ-MS 10.0%" in c.evidence
 
 
 def test_paper_claims_leave_the_multiscale_runs_out():
