@@ -17,7 +17,7 @@ from typing import Sequence
 from ..hparams import ALL_ACTIVATIONS, FAMILY_GROUPS, dataset_info, parse_method
 from ..stats import welch_interval
 from .paths import FAMILIES
-from .records import Run, mean_std
+from .records import Run
 
 REFERENCE = "MDEQ-MS"  # the model the others are compared with (speed-up, accuracy gap)
 
@@ -68,14 +68,6 @@ class MultiscaleSummary:
     def bound_values(self) -> list[float]:
         """The certified product bound of every recorded epoch of every seed (LipMDEQ)."""
         return [v for r in self.runs for v in r.series("jac_bound") if v is not None]
-
-    def first_last(self, key: str) -> tuple[float, float] | None:
-        """Mean over seeds of ``key`` in the first and in the last epoch."""
-        first = [r.epochs[0].value(key) for r in self.runs]
-        last = [r.epochs[-1].value(key) for r in self.runs]
-        if not self.runs or any(v is None for v in first + last):
-            return None
-        return statistics.fmean(first), statistics.fmean(last)
 
 
 # Row order: MDEQ (the reference), the Lipschitz MDEQ, then the multiscale pcDEQ.
@@ -141,11 +133,3 @@ def reference_of(s: MultiscaleSummary, summaries: Sequence[MultiscaleSummary]
                  ) -> MultiscaleSummary | None:
     """MDEQ's summary on ``s``'s dataset, if it was trained there."""
     return next((x for x in summaries if x.dataset == s.dataset and x.method == REFERENCE), None)
-
-
-def acc_text(s: MultiscaleSummary) -> str:
-    """Mean ± sample std of the final accuracy (n seeds)."""
-    if not s.runs:
-        return "diverged"
-    m, sd = mean_std(s.accs)
-    return f"{m:.2f} ± {sd:.2f}" if sd is not None else f"{m:.2f}"

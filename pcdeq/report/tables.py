@@ -13,7 +13,7 @@ from ..hparams import (ALL_ACTIVATIONS, FAMILY_GROUPS, METHOD_FAMILIES, PAPER_DA
 from ..paper_results import BASELINES, PAPER, PAPER_DATASET_SIZES, PAPER_PARAMS, SOURCES, paper_accuracy
 from .artifacts import ACCURACY_TABLES, ARTIFACTS, HPARAM_TABLES, RENDER_RULES, artifact_paths
 from .paths import ALL_ARCHS, FAMILIES, PAPER_ARCHS, arch_key
-from .records import Run, format_count, artifact_title, caption, select_runs, summarize
+from .records import Run, artifact_title, caption, format_count, mean_std, select_runs, summarize
 
 # -------------------------------------------------------------------------------- tables
 @dataclass
@@ -342,7 +342,7 @@ def multiscale_table(runs: Sequence[Run], profile: str) -> Table:
     One row per (dataset, method) of the multiscale (``MS``) runs. Means over complete runs;
     diverged runs are counted apart and left out of every number.
     """
-    from .multiscale import acc_text, multiscale_summaries, reference_of, versus_reference
+    from .multiscale import multiscale_summaries, reference_of, versus_reference
 
     name = "table10_multiscale"
     header = ["Model", "#params", "Final acc. [%]", "Δ acc. vs MDEQ [points, 95% CI]",
@@ -364,7 +364,6 @@ def multiscale_table(runs: Sequence[Run], profile: str) -> Table:
                     f" [{vs.acc_low:+.2f}, {vs.acc_high:+.2f}]" if vs.acc_low is not None
                     else f" (n = {vs.n} vs {vs.n_ref}: no interval)")
                 speed = f"×{vs.speedup:.2f}" if vs.speedup is not None else "—"
-            fl = {k: s.first_last(k) for k in ("fwd_iters", "bwd_iters")}
             jac, bound = s.jac_values(), s.bound_values()
             secs = s.seconds
             hits = sum(int(e.max_iter_hits or 0) for r in s.runs for e in r.epochs)
@@ -373,8 +372,8 @@ def multiscale_table(runs: Sequence[Run], profile: str) -> Table:
                 runs_txt += f" (+{len(s.diverged)} diverged)"
             solver = s.runs[0].solver if s.runs else None
             rows.append([
-                s.method, f"{s.n_params:,}", acc_text(s), delta,
-                *(f"{v[0]:.1f} → {v[1]:.1f}" if v else "—" for v in fl.values()), str(hits),
+                s.method, f"{s.n_params:,}", _pm(mean_std(s.accs)) if s.runs else "diverged", delta,
+                _first_last(s.runs, "fwd_iters"), _first_last(s.runs, "bwd_iters"), str(hits),
                 f"{statistics.fmean(secs):.1f}" if secs else "—", speed,
                 f"{statistics.fmean(s.jac_last):.3f} ({max(jac):.3f})" if jac else "—",
                 f"{sum(v >= 1 for v in jac)}/{len(jac)}" if jac else "—",
