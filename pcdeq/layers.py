@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .activations import ACTIVATION_FNS, ACTIVATIONS_, Activation, check_variant  # noqa: F401 (re-exported)
+from .activations import (  # noqa: F401 (re-exported)
+    ACTIVATION_FNS, ACTIVATIONS_, Activation, add_and_apply_, check_variant)
 from .errors import ConfigError
 from .solver import Attach, SolverStats, implicit_fixed_point
 
@@ -434,14 +435,11 @@ class DEQLayer(SolveStats, nn.Module):
         scratch: list[Tensor] = []  # one intermediate buffer for the whole solve, if needed
 
         def g(z: Tensor) -> Tensor:
-            u = op(W, z).add_(x)
-            if act.needs_scratch and not scratch:
-                scratch.append(torch.empty_like(u))
-            return act.fn_(u, scratch[0] if scratch else None)
+            return add_and_apply_(act, op(W, z), x, scratch)
 
         def attach(z: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
             u = op(W, z).add_(x)  # in place on the operator's fresh output (autograd allows it)
-            s = act.fn(u)
+            s = (act.fn_step or act.fn)(u)
             d_act = act.vjp(u.detach(), s.detach())
             W_, z_ = W.detach(), z.detach()
             return s, lambda y: op.transpose(W_, d_act(y), z_)

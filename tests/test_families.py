@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from pcdeq import ConfigError, EquilibriumLayer, build_model
-from pcdeq.activations import ACTIVATIONS_, HARNESS_ACTIVATIONS, check_variant
+from pcdeq.activations import (ACTIVATIONS_, CHUNK, HARNESS_ACTIVATIONS, add_and_apply_,
+                               check_variant)
 from pcdeq.families import (FAMILY_GROUPS, METHOD_FAMILIES, MethodFamily, method_pattern,
                             parse_method, register_family)
 from pcdeq.families.deq import _build as deq_build
@@ -120,6 +121,45 @@ def test_activation_in_place_form_and_vjp_match_autograd(key):
     uu = u.clone().requires_grad_()
     (g,) = torch.autograd.grad(a.fn(uu), uu, y)
     torch.testing.assert_close(a.vjp(u, a.fn(u))(y), g, rtol=1e-6, atol=1e-7)
+
+
+def _conv_batch(seed: int, channels_last: bool) -> torch.Tensor:
+    # larger than CHUNK and not a multiple of it: the last chunk is a short one
+    t = torch.randn(12, 37, 28, 28, generator=torch.Generator().manual_seed(seed)) * 3
+    t.view(-1)[:7] = 0  # |u|'s kink: sgn(0) = 0 in the softsign backward
+    return t.contiguous(memory_format=torch.channels_last) if channels_last else t
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("key", [k for k, a in ACTIVATIONS_.items() if a.in_layers])
+def test_the_chunked_map_step_gives_the_whole_tensor_bits(key, channels_last):
+    """add_and_apply_ (chunk by chunk in cache for an exact activation) gives the bits of the
+    whole-tensor add and sigma, in either layout; a mismatched layout takes the whole-tensor path."""
+    a = ACTIVATIONS_[key]
+    u, x = _conv_batch(0, channels_last), _conv_batch(1, channels_last).abs()
+    assert u.numel() > CHUNK and u.numel() % CHUNK
+    want = a.fn(u + x)
+    scratch: list[torch.Tensor] = []
+    got = add_and_apply_(a, u.clone(), x, scratch)
+    assert torch.equal(got, want)
+    assert torch.equal(add_and_apply_(a, u.clone(), x, scratch), want)  # the kept scratch
+    other = x.contiguous() if channels_last else x.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(add_and_apply_(a, u.clone(), other, []), a.fn(u + other))
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_softsign_attach_step_has_autograds_gradient_bits(channels_last):
+    """The attaching step's softsign (a backward in fewer passes) gives F.softsign's value and
+    autograd's gradient bit for bit, chunked (conv batch) and whole (a dense layer in float64)."""
+    a = ACTIVATIONS_["softsign"]
+    assert a.fn_step is not None
+    for u, y in ((_conv_batch(2, channels_last), _conv_batch(3, channels_last)),
+                 (torch.randn(5, 40, dtype=torch.float64), torch.randn(5, 40, dtype=torch.float64))):
+        u1, u2 = u.clone().requires_grad_(), u.clone().requires_grad_()
+        s1, s2 = a.fn(u1), a.fn_step(u2)
+        (g1,), (g2,) = torch.autograd.grad(s1, u1, y), torch.autograd.grad(s2, u2, y)
+        assert torch.equal(s1, s2) and torch.equal(g1, g2)
+        assert not torch.equal(g2, a.vjp(u, s1.detach())(y))  # a different formula's bits differ
 
 
 def test_harness_activations_are_the_table_ones_the_layers_take():
