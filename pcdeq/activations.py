@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from .errors import ConfigError
 
@@ -47,6 +48,7 @@ class _SoftsignStep(torch.autograd.Function):
         return s
 
     @staticmethod
+    @once_differentiable  # chunks are written with out=: no graph through this backward
     def backward(ctx, grad: Tensor) -> Tensor:
         u, s = ctx.saved_tensors
         out = torch.empty_like(u)
@@ -57,7 +59,7 @@ class _SoftsignStep(torch.autograd.Function):
             for a in range(0, u_f.numel(), CHUNK):
                 uc, sc, gc = u_f[a:a + CHUNK], s_f[a:a + CHUNK], g_f[a:a + CHUNK]
                 b = uc.abs().add_(1)
-                t = sc.div(b).mul_(gc.neg()).mul_(uc.sgn())
+                t = gc.neg().mul_(sc.div(b)).mul_(uc.sgn())  # autograd's operand order (NaN bits)
                 torch.div(gc, b, out=o_f[a:a + CHUNK]).add_(t)
             return out
         b = u.abs() + 1
@@ -65,7 +67,8 @@ class _SoftsignStep(torch.autograd.Function):
 
 
 def _softsign_step(u: Tensor) -> Tensor:
-    return _SoftsignStep.apply(u)
+    # only where chunking pays (a GPU gains nothing from it: autograd's own nodes there)
+    return _SoftsignStep.apply(u) if u.device.type == "cpu" else F.softsign(u)
 
 
 def _inplace(fn: Callable[[Tensor], Tensor]) -> Callable[..., Tensor]:
@@ -158,20 +161,30 @@ def add_and_apply_(act: Activation, u: Tensor, x: Tensor, scratch: list[Tensor])
     Returns:
         u, now sigma(u + x).
     """
-    if act.exact and u.device.type == "cpu" and u.numel() > CHUNK and x.stride() == u.stride():
+    if (act.exact and u.device.type == "cpu" and u.numel() > CHUNK and x.shape == u.shape
+            and x.stride() == u.stride()):
         uf, xf = _storage_order(u), _storage_order(x)
         if uf is not None and xf is not None:
-            if act.needs_scratch and not scratch:
-                scratch.append(u.new_empty(CHUNK))
-            buf = scratch[0] if act.needs_scratch else None
+            buf = _scratch(act, scratch, u, chunked=True)
             for a in range(0, uf.numel(), CHUNK):
                 c = uf[a:a + CHUNK].add_(xf[a:a + CHUNK])
                 act.fn_(c, None if buf is None else buf[:c.numel()])
             return u
     u.add_(x)
-    if act.needs_scratch and (not scratch or scratch[0].shape != u.shape):
-        scratch[:] = [torch.empty_like(u)]
-    return act.fn_(u, scratch[0] if act.needs_scratch else None)
+    return act.fn_(u, _scratch(act, scratch, u, chunked=False))
+
+
+def _scratch(act: Activation, scratch: list[Tensor], u: Tensor, *, chunked: bool) -> Tensor | None:
+    # the solve's one buffer for act.fn_: a (CHUNK,) one for the chunked path, u's shape and
+    # layout otherwise; made anew only if this call needs another one
+    if not act.needs_scratch:
+        return None
+    ok = scratch and scratch[0].dtype == u.dtype and scratch[0].device == u.device and (
+        scratch[0].shape == (CHUNK,) if chunked else scratch[0].stride() == u.stride()
+        and scratch[0].shape == u.shape)
+    if not ok:
+        scratch[:] = [u.new_empty(CHUNK) if chunked else torch.empty_like(u)]
+    return scratch[0]
 
 
 ACTIVATIONS_: dict[str, Activation] = {a.name.lower(): a for a in (

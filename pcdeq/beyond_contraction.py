@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from .layers import ACTIVATION_FNS, LINEAR, conv_operator_norm
+from .layers import ACTIVATION_FNS, CONV3X3, LINEAR, conv_operator_norm
 from .theory import LIPSCHITZ, fit_rate
 
 DTYPE = torch.float64
@@ -104,10 +104,8 @@ class ScaledMap:
         return self.W.dim() == 4
 
     def op(self, v: Tensor) -> Tensor:
-        """s W v."""
-        if self.conv:
-            return self.s * torch.nn.functional.conv2d(v, self.W, padding=1)
-        return self.s * LINEAR(self.W, v)
+        """s W v, by the layer's own operator (its 3x3 convolution or dense product)."""
+        return self.s * (CONV3X3 if self.conv else LINEAR)(self.W, v)
 
     def __call__(self, z: Tensor) -> Tensor:
         return ACTIVATION_FNS[self.activation](self.op(z) + _tile(self.x, z))

@@ -127,7 +127,13 @@ def _conv_batch(seed: int, channels_last: bool) -> torch.Tensor:
     # larger than CHUNK and not a multiple of it: the last chunk is a short one
     t = torch.randn(12, 37, 28, 28, generator=torch.Generator().manual_seed(seed)) * 3
     t.view(-1)[:7] = 0  # |u|'s kink: sgn(0) = 0 in the softsign backward
+    t.view(-1)[7] = -0.0
     return t.contiguous(memory_format=torch.channels_last) if channels_last else t
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    # torch.equal says -0.0 == 0.0; the claim is the same bits
+    return t.contiguous().view(torch.int32 if t.dtype == torch.float32 else torch.int64)
 
 
 @pytest.mark.parametrize("channels_last", [True, False])
@@ -138,27 +144,37 @@ def test_the_chunked_map_step_gives_the_whole_tensor_bits(key, channels_last):
     a = ACTIVATIONS_[key]
     u, x = _conv_batch(0, channels_last), _conv_batch(1, channels_last).abs()
     assert u.numel() > CHUNK and u.numel() % CHUNK
-    want = a.fn(u + x)
+    want = _bits(a.fn(u + x))
     scratch: list[torch.Tensor] = []
-    got = add_and_apply_(a, u.clone(), x, scratch)
-    assert torch.equal(got, want)
-    assert torch.equal(add_and_apply_(a, u.clone(), x, scratch), want)  # the kept scratch
+    assert torch.equal(_bits(add_and_apply_(a, u.clone(), x, scratch)), want)
+    if a.exact:  # the chunked path ran: its buffer is one chunk
+        assert a.needs_scratch and [t.shape for t in scratch] == [(CHUNK,)]
+    assert torch.equal(_bits(add_and_apply_(a, u.clone(), x, scratch)), want)  # the kept scratch
     other = x.contiguous() if channels_last else x.contiguous(memory_format=torch.channels_last)
-    assert torch.equal(add_and_apply_(a, u.clone(), other, []), a.fn(u + other))
+    assert torch.equal(_bits(add_and_apply_(a, u.clone(), other, scratch)),
+                       _bits(a.fn(u + other)))
+    if a.needs_scratch:  # the whole-tensor path ran, with a buffer of u's shape and layout
+        assert scratch[0].shape == u.shape and scratch[0].stride() == u.stride()
+    assert torch.equal(_bits(add_and_apply_(a, u.clone(), x, scratch)), want)  # and back
 
 
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_softsign_attach_step_has_autograds_gradient_bits(channels_last):
     """The attaching step's softsign (a backward in fewer passes) gives F.softsign's value and
-    autograd's gradient bit for bit, chunked (conv batch) and whole (a dense layer in float64)."""
+    autograd's gradient bit for bit: chunked (a conv batch, y in u's layout), and on the
+    whole-tensor path (y in another layout; a dense layer in float64, y a transposed view)."""
     a = ACTIVATIONS_["softsign"]
     assert a.fn_step is not None
-    for u, y in ((_conv_batch(2, channels_last), _conv_batch(3, channels_last)),
-                 (torch.randn(5, 40, dtype=torch.float64), torch.randn(5, 40, dtype=torch.float64))):
+    u, y = _conv_batch(2, channels_last), _conv_batch(3, channels_last)
+    y_other = y.contiguous() if channels_last else y.contiguous(memory_format=torch.channels_last)
+    dense = torch.randn(5, 40, dtype=torch.float64)
+    dense[0, :3] = 0
+    y_t = torch.randn(40, 5, dtype=torch.float64).t()  # not contiguous: the fallback formula
+    for u, y in ((u, y), (u, y_other), (dense, y_t)):
         u1, u2 = u.clone().requires_grad_(), u.clone().requires_grad_()
         s1, s2 = a.fn(u1), a.fn_step(u2)
         (g1,), (g2,) = torch.autograd.grad(s1, u1, y), torch.autograd.grad(s2, u2, y)
-        assert torch.equal(s1, s2) and torch.equal(g1, g2)
+        assert torch.equal(_bits(s1), _bits(s2)) and torch.equal(_bits(g1), _bits(g2))
         assert not torch.equal(g2, a.vjp(u, s1.detach())(y))  # a different formula's bits differ
 
 

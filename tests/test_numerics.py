@@ -94,3 +94,31 @@ def test_missing_or_mismatched_kernel_path_records_are_named(tmp_path):
           lambda r: r.update(seed=7))
     with pytest.raises(ValueError, match="no record of pcDEQ-1-L-Softsign seed 7"):
         kernel_path_pairs(root, claims.Source.load("quick", root).runs)
+
+
+def test_the_cross_cpu_path_refuses_the_records_own_cpu_and_names_this_one(tmp_path):
+    """`kernel_paths.py PROFILE --cpu` retrains on this machine's CPU at the records' own thread
+    count; on the CPU a record ran on that would be the same kernel path, so it is refused
+    before any training, saying what to use instead."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from pcdeq.train import environment
+
+    here = environment(torch.device("cpu"))
+    root = _root(tmp_path, "pcDEQ-1-L-Softsign")
+    rec = root / "mnist5k" / "pcDEQ-1-L-Softsign" / "seed0.json"
+    r = json.loads(rec.read_text())
+    r["environment"] = {**(r.get("environment") or {}), "cpu": here["cpu"],
+                        "cpu_capability": here["cpu_capability"]}
+    rec.write_text(json.dumps(r))
+    script = ROOT / "workflow" / "scripts" / "kernel_paths.py"
+    run = subprocess.run([sys.executable, str(script), "quick", "--cpu"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert run.returncode != 0 and "ran on this CPU" in run.stderr and "thread count" in run.stderr
+    assert not (root / "kernel_paths").exists()
+    both = subprocess.run([sys.executable, str(script), "quick", "1", "--cpu"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert both.returncode == 2 and "either a thread count" in both.stderr

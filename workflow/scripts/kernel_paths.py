@@ -1,33 +1,55 @@
 """Retrain committed runs on another kernel path, for claim C9 (pcdeq/numerics.py).
 
 Each committed record results/<profile>/<dataset>/<method>/seed<S>.json is retrained with the
-same command except the torch thread count, into
-results/<profile>/kernel_paths/threads<T>/<dataset>/<method>/seed<S>.json. A record already
-there is kept (the script resumes an interrupted batch); each run resumes from its checkpoint
-(RECORD.part.ckpt).
+same command except the kernel path, into
+results/<profile>/kernel_paths/<path>/<dataset>/<method>/seed<S>.json. The path is either
+
+* another torch thread count on any machine: <path> = threads<T>; or
+* ``--cpu``: the record's own thread count on this machine's CPU, when it is not the CPU the
+  record ran on (the cross-machine case): <path> = cpu-<capability>-<vendor>, e.g.
+  cpu-avx2-amd.
+
+A record already there is kept (the script resumes an interrupted batch); each run resumes
+from its checkpoint (RECORD.part.ckpt).
 
     python workflow/scripts/kernel_paths.py quick 1 --methods pcDEQ-1-L-ReLU6 DEQ-L-Tanh --seeds 0 1
+    python workflow/scripts/kernel_paths.py quick --cpu
 """
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 from pcdeq.record import RunRecord
+from pcdeq.train import environment
+
+
+def cpu_path_name(env: dict) -> str:
+    """The folder of this CPU's kernel path: its vector capability and vendor."""
+    vendor = next((v for v in ("intel", "amd", "arm") if v in env["cpu"].lower()), "cpu")
+    return re.sub(r"[^a-z0-9-]", "", f"cpu-{env['cpu_capability']}-{vendor}".lower())
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("profile")
-    ap.add_argument("threads", type=int, help="torch threads of the other kernel path")
+    ap.add_argument("threads", type=int, nargs="?", help="torch threads of the other kernel path")
+    ap.add_argument("--cpu", action="store_true",
+                    help="the records' own thread count on this machine's CPU (another CPU)")
     ap.add_argument("--methods", nargs="+", help="default: every committed method")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--data-root", default="data")
     a = ap.parse_args()
+    if (a.threads is None) == (not a.cpu):
+        ap.error("give either a thread count (threads<T> path) or --cpu (this machine's CPU)")
+    here = environment(torch.device("cpu"))
     root = Path("results") / a.profile
-    out_root = root / "kernel_paths" / f"threads{a.threads}"
+    out_root = root / "kernel_paths" / (cpu_path_name(here) if a.cpu else f"threads{a.threads}")
     recs = sorted(root.glob("*/*/seed*.json"))
     if not recs:
         sys.exit(f"no records under {root}/: commit the profile's reference records first")
@@ -37,7 +59,13 @@ def main() -> int:
             continue
         if r.data["synthetic"]:  # a stand-in is no evidence for C9 either
             continue
-        if r.threads == a.threads:
+        threads = r.threads if a.cpu else a.threads
+        if a.cpu:
+            env = r.environment or {}
+            if (env.get("cpu"), env.get("cpu_capability")) == (here["cpu"], here["cpu_capability"]):
+                sys.exit(f"{rec} ran on this CPU ({here['cpu']}, {here['cpu_capability']}): "
+                         "--cpu needs another machine; use a thread count here")
+        elif r.threads == a.threads:
             sys.exit(f"{rec} already ran with {a.threads} threads: choose another count")
         out = out_root / rec.relative_to(root)
         if out.exists():
@@ -47,7 +75,7 @@ def main() -> int:
         cmd = [sys.executable, "-m", "pcdeq", "train", "--dataset", r.dataset, "--method",
                r.method, "--seed", str(r.seed), "--epochs", str(r.hparams["epochs"]),
                "--out", f"{out}.part", "--device", "cpu", "--data-root", a.data_root,
-               "--threads", str(a.threads), "--quiet"]
+               "--threads", str(threads), "--quiet"]
         for k, flag in (("train_limit", "--train-limit"), ("test_limit", "--test-limit")):
             if (r.limits or {}).get(k) is not None:
                 cmd += [flag, str(r.limits[k])]
