@@ -99,6 +99,23 @@ def kernel_path_pairs(root: str | Path, runs: Sequence[Run]) -> list[PathPair]:
     return out
 
 
+def path_differences(pairs: Sequence[PathPair]) -> dict[str, str]:
+    """Per kernel path, what differs between the records' environments, merged over its pairs
+    (the references may come from several machines of one kind: their values joined by "/")."""
+    out: dict[str, str] = {}
+    for path in sorted({p.path for p in pairs}):
+        ps = [p for p in pairs if p.path == path]
+        envs = [(_environment(p.a), _environment(p.b)) for p in ps]
+        keys = sorted({k for ea, eb in envs for k in set(ea) | set(eb) if ea.get(k) != eb.get(k)})
+        parts = []
+        for k in keys:
+            left = "/".join(sorted({str(ea.get(k)) for ea, _ in envs}))
+            right = "/".join(sorted({str(eb.get(k)) for _, eb in envs}))
+            parts.append(f"{k} {left} vs {right}")
+        out[path] = ", ".join(parts) or "no recorded difference"
+    return out
+
+
 @dataclass(frozen=True)
 class MethodStability:
     """Every pair of one method, against its seed spread."""

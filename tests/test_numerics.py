@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pcdeq import claims
-from pcdeq.numerics import STABILITY_FRACTION, kernel_path_pairs, stability
+from pcdeq.numerics import STABILITY_FRACTION, kernel_path_pairs, path_differences, stability
 from pcdeq.stats import pooled_sd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +68,29 @@ def test_a_method_within_its_seed_spread_is_stable_and_the_claim_follows(tmp_pat
     _copy(root / rel, root / "kernel_paths" / "threads1" / rel, nudge(0.5))
     c = claims.claim_numerical_stability(claims.Source.load("quick", root))
     assert c.verdict == claims.FAILS and "0.5 × seed spread" in c.decisive
+
+
+def test_one_label_per_kernel_path_whatever_machines_made_the_references(tmp_path):
+    """References from two machines of one kind, both retrained on one other CPU: the path is
+    named once, with each differing field's values merged (not once per reference machine)."""
+    root = tmp_path / "results" / "quick"
+    method = "pcDEQ-1-L-Softsign"
+
+    def env(cpu, platform):
+        def edit(r):
+            r["environment"] = {"threads": 2, "cpu": cpu, "platform": platform}
+        return edit
+
+    for s, plat in ((0, "host-a"), (1, "host-b")):
+        rel = Path("mnist5k") / method / f"seed{s}.json"
+        _copy(TWO / "reference" / rel, root / rel, env("Xeon", plat))
+        _copy(TWO / "reference" / rel, root / "kernel_paths" / "cpu-amd" / rel, env("EPYC", "host-c"))
+    pairs = kernel_path_pairs(root, claims.Source.load("quick", root).runs)
+    assert len(pairs) == 2 and len({p.difference for p in pairs}) == 2
+    assert path_differences(pairs) == {
+        "cpu-amd": "cpu Xeon vs EPYC, platform host-a/host-b vs host-c"}
+    c = claims.claim_numerical_stability(claims.Source.load("quick", root))
+    assert c.evidence.count("cpu-amd (") == 1, c.evidence
 
 
 def test_missing_or_mismatched_kernel_path_records_are_named(tmp_path):

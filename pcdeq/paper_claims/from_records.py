@@ -262,7 +262,7 @@ def claim_accuracy(src: Source) -> Claim:
 
 def claim_numerical_stability(src: Source) -> Claim:
     """C9, beyond the paper: the same runs on another kernel path (:mod:`pcdeq.numerics`)."""
-    from ..numerics import STABILITY_FRACTION, kernel_path_pairs, stability
+    from ..numerics import STABILITY_FRACTION, kernel_path_pairs, path_differences, stability
 
     head = ("Beyond the paper: a pcDEQ run's result does not depend on floating-point noise "
             "(the kernel path: threads, CPU)", "— (not claimed; the unique fixed point "
@@ -295,7 +295,7 @@ def claim_numerical_stability(src: Source) -> Claim:
         first = f", rel. diff > 1e-3 from epoch {m.first_above}" if m.first_above else ""
         return (f"{m.method}: {frac} × seed spread {m.seed_sd:.2g}{where}, largest rel. train-loss diff "
                 f"{m.max_relative:.1e}{first}, final acc. diff {acc} points")
-    paths = sorted({f"{p.path} ({p.difference})" for p in pairs})
+    paths = [f"{k} ({v})" for k, v in path_differences(pairs).items()]
     text = (f"kernel paths: {'; '.join(paths)}. pcDEQ: " + "; ".join(line(m) for m in pc)
             + "; others: " + ("; ".join(line(m) for m in ms if m not in pc) or "none paired"))
     worst = max(pc, key=lambda m: m.worst_fraction)
@@ -307,13 +307,14 @@ def claim_numerical_stability(src: Source) -> Claim:
 
 
 def claims_from_records(src: Source) -> list[Claim]:
-    """C3-C6 and C9 from the run records of one source (the paper's architectures: its claims
-    are about its models), and C10 from its multiscale runs."""
+    """C3-C6 from the run records of one source (the paper's architectures: its claims are
+    about its models); C9 (beyond the paper: every family, the multiscale ones included, whose
+    kernel-path records sit beside the profile's) and C10 (its multiscale runs) from all of them."""
     from .multiscale import claim_lipschitz_mdeq
 
     paper = replace(src, runs=[r for r in src.runs if r.arch != "MS"])
     out = [claim_sigma_max(paper), claim_sigmoid_iters(paper), claim_iterations_flat(paper),
-           claim_accuracy(paper), claim_numerical_stability(paper), claim_lipschitz_mdeq(src)]
+           claim_accuracy(paper), claim_numerical_stability(src), claim_lipschitz_mdeq(src)]
     for c in out:
         c.profile = src.profile
     return out
