@@ -63,7 +63,6 @@ localrules:
     l_runs,
     conv_runs,
     reference,
-    reference_record,
     profile_record,
 
 

@@ -102,6 +102,16 @@ def dry_runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
         "clone_fig15_named": (snakemake_dry_run_cmd("fig15", force=None), clone),
         "clone_claims_named": (snakemake_dry_run_cmd("claims", force=None), clone),
         "target_rules": ([*SNAKEMAKE, "--list-target-rules", "--nolock"], ROOT),
+        # the artifacts from the committed records, as they are: nothing trained
+        "clone_fashion_committed_claims": (snakemake_dry_run_cmd(
+            "claims", "--configfile", "config/fashion.yaml", "--config", "runs_from=committed",
+            "--printshellcmds", force=None), clone),
+        "clone_quick_committed_all": (snakemake_dry_run_cmd(
+            "all", "--config", "runs_from=committed", force=None), clone),
+        "clone_smoke_committed": (snakemake_dry_run_cmd(
+            "all", "--configfile", "config/smoke.yaml", "--config", "runs_from=committed",
+            force=None), clone),
+        "runs_from_typo": (snakemake_dry_run_cmd("all", "--config", "runs_from=commited"), ROOT),
     }
     for name, (edit, _) in BAD_CONFIGS.items():
         cmds[name] = (snakemake_dry_run_cmd("all", "--configfile", str(bad_config(tmp, name, edit))), ROOT)
@@ -338,6 +348,35 @@ def test_fresh_clone_named_target_regenerates_without_force(dry_runs):
     counts = job_counts(dry_runs["clone_fig15_named"].stdout + dry_runs["clone_fig15_named"].stderr)
     assert counts == {"train": 10, "profile_record": 1, "beyond_contraction": 1, "fig15": 1,
                       "total": 13}, counts
+
+
+def test_committed_records_regenerate_the_artifacts_without_training(dry_runs):
+    """`--config runs_from=committed`: the claims (and Figure 15) and every artifact are made
+    from the records and weights committed in results/<profile>/, in a fresh clone, without a
+    training or download job, and nothing writes into results/."""
+    res = dry_runs["clone_fashion_committed_claims"]
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = res.stdout + res.stderr
+    counts = job_counts(out)
+    assert "train" not in counts and "dataset" not in counts and "reference_record" not in counts
+    assert counts["claims_table"] == 1 and counts["beyond_contraction"] == 1, counts
+    # the notebooks read the committed fashion records and weights
+    assert '"dir": "results/fashion"' in out and "results/fashion/fashion_mnist/pcDEQ-1-L-Tanh/seed0.pt" in out
+    assert "logs/fashion/committed/profile.json" in out
+    jobs_ = dry_run_jobs(out)
+    assert jobs_ and not any(o.startswith("results/") for j in jobs_ for o in j.get("output", "").split(", "))
+    # the quick profile's committed records are the whole profile: every artifact, no training
+    counts = job_counts(dry_runs["clone_quick_committed_all"].stdout + dry_runs["clone_quick_committed_all"].stderr)
+    assert "train" not in counts and counts["table"] == 9 and counts["figure"] == 9, counts
+
+
+def test_committed_records_missing_or_a_misspelt_mode_are_refused(dry_runs):
+    res = dry_runs["clone_smoke_committed"]
+    assert res.returncode != 0 and "Job stats" not in res.stdout
+    assert "no committed run records in results/smoke/" in res.stdout + res.stderr
+    assert "drop `--config runs_from=committed`" in res.stdout + res.stderr
+    res = dry_runs["runs_from_typo"]
+    assert res.returncode != 0 and "'commited' is not one of ['fresh', 'committed']" in res.stdout + res.stderr
 
 
 # ----------------------------------------------------------------- the artifact registry

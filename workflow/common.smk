@@ -90,9 +90,18 @@ if (config.get("executor") == "slurm" and "SLURM_JOB_ID" not in os.environ
 EXPERIMENTS: dict[str, dict] = {f: e for f, e in config["experiments"].items() if e is not None}
 
 PROFILE: str = config["profile"]
-RUNS: str = f"{RUNS_ROOT}/{PROFILE}"  # fresh run records of this profile (git-ignored)
 REFERENCE: str = f"{REFERENCE_ROOT}/{PROFILE}"  # committed reference copy (`reference` target)
+# runs_from: committed renders the artifacts from the records committed in REFERENCE, as they
+# are (a long profile's finished runs), and trains nothing: no rule writes into REFERENCE then.
+COMMITTED: bool = config.get("runs_from", "fresh") == "committed"
+# The run records the artifacts read: this profile's fresh runs (git-ignored), or the committed ones.
+RUNS: str = REFERENCE if COMMITTED else f"{RUNS_ROOT}/{PROFILE}"
 LOGS: str = f"{LOGS_ROOT}/{PROFILE}"
+if COMMITTED and not any(Path(REFERENCE).glob("*/*/seed*.json")):
+    raise WorkflowError(
+        f"runs_from=committed: no committed run records in {REFERENCE}/ for the {PROFILE} "
+        f"profile; drop `--config runs_from=committed` to train them (fresh runs), or commit "
+        f"finished runs there first (workflow/scripts/stash_runs.sh save {PROFILE})")
 FIGURES: str = config["figures_dir"]
 TABLES: str = config["tables_dir"]
 GPU: int = 0 if config["device"] == "cpu" else 1
@@ -104,7 +113,8 @@ DOWNLOADED_DATASETS: list[str] = [d for d in DATASETS if d in ("mnist", "fashion
 # artifact that a fresh clone lacks, so that `all` regenerates the committed artifacts
 # whatever the file times of the checkout (Snakemake skips missing intermediates of
 # outputs it deems up to date).
-PROFILE_RECORD: str = f"{RUNS}/profile.json"
+PROFILE_RECORD: str = (f"{LOGS}/committed/profile.json" if COMMITTED  # never into results/
+                       else f"{RUNS}/profile.json")
 
 # `snakemake --report` reads what `all` made; without finished runs there is nothing to show.
 if any(a == "--report" or a.startswith("--report=") for a in sys.argv) and not Path(
@@ -127,6 +137,8 @@ def jobs(artifact: str | None = None) -> list[tuple[str, str, int]]:
         for method in exp["methods"]:
             if artifact is None or ARTIFACTS[artifact].wants(family, method):
                 out += [(exp["dataset"], method, s) for s in range(seeds_of(exp, method))]
+    if COMMITTED:  # only the runs finished and committed so far
+        out = [j for j in out if record_path(RUNS, *j).is_file()]
     return out
 
 
@@ -141,8 +153,9 @@ def weights(root: str) -> list[str]:
     """Seed-0 weight files of the profile's `reference_weights` methods under `root`."""
     want = set(config.get("reference_weights", []))
     # Models trained on synthetic stand-ins are no evidence for the claims: not committed.
-    return [str(record_path(root, d, m, s).with_suffix(".pt")) for d, m, s in jobs()
-            if m in want and s == 0 and not dataset_info(d).synthetic]
+    out = [str(record_path(root, d, m, s).with_suffix(".pt")) for d, m, s in jobs()
+           if m in want and s == 0 and not dataset_info(d).synthetic]
+    return [w for w in out if Path(w).is_file()] if COMMITTED else out
 
 
 def records(root: str, artifact: str | None = None, archs: tuple[str, ...] | None = None) -> list[str]:

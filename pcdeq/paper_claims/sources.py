@@ -29,8 +29,10 @@ class Source:
                    None if weights is None else [Path(w) for w in weights])
 
     def weights(self) -> list[Path]:
+        """The weight files, in path order whoever listed them (the workflow lists them in the
+        config's order): the same files give the same tables and figures, byte for byte."""
         if self.weight_files is not None:
-            return [p for p in self.weight_files if p.exists()]
+            return sorted(p for p in self.weight_files if p.exists())
         # <dataset>/<method>/seed<S>.pt, the layout of the records (not superseded/, in_progress/)
         return sorted(self.root.glob("*/*/seed*.pt")) if self.root.is_dir() else []
 
