@@ -41,8 +41,7 @@ class PathPair:
 
     a: Run
     b: Run
-    path: str  # the other path's folder name, e.g. "threads1"
-    difference: str  # what differs in the records' environment, e.g. "threads 2 vs 1"
+    path: str  # the other path's folder name, e.g. "threads1" (what differs: path_differences)
 
     def log_diffs(self) -> list[float]:
         """|log train loss a - log train loss b| per epoch."""
@@ -92,16 +91,14 @@ def kernel_path_pairs(root: str | Path, runs: Sequence[Run]) -> list[PathPair]:
             if diff or len(a.epochs) != len(b.epochs):
                 raise ValueError(f"{b.path}: not the same run as {a.path} (differ: "
                                  f"{', '.join(diff) or 'number of epochs'})")
-            ea, eb = _environment(a), _environment(b)
-            env = [f"{k} {ea.get(k)} vs {eb.get(k)}" for k in sorted(set(ea) | set(eb))
-                   if ea.get(k) != eb.get(k)]
-            out.append(PathPair(a, b, folder.name, ", ".join(env) or "no recorded difference"))
+            out.append(PathPair(a, b, folder.name))
     return out
 
 
 def path_differences(pairs: Sequence[PathPair]) -> dict[str, str]:
-    """Per kernel path, what differs between the records' environments, merged over its pairs
-    (the references may come from several machines of one kind: their values joined by "/")."""
+    """Per kernel path, what differs between the records' environments, e.g. "threads 2 vs 1",
+    merged over its pairs (the references may come from several machines of one kind: their
+    values joined by "/")."""
     out: dict[str, str] = {}
     for path in sorted({p.path for p in pairs}):
         ps = [p for p in pairs if p.path == path]

@@ -86,7 +86,7 @@ def test_one_label_per_kernel_path_whatever_machines_made_the_references(tmp_pat
         _copy(TWO / "reference" / rel, root / rel, env("Xeon", plat))
         _copy(TWO / "reference" / rel, root / "kernel_paths" / "cpu-amd" / rel, env("EPYC", "host-c"))
     pairs = kernel_path_pairs(root, claims.Source.load("quick", root).runs)
-    assert len(pairs) == 2 and len({p.difference for p in pairs}) == 2
+    assert len(pairs) == 2
     assert path_differences(pairs) == {
         "cpu-amd": "cpu Xeon vs EPYC, platform host-a/host-b vs host-c"}
     c = claims.claim_numerical_stability(claims.Source.load("quick", root))
