@@ -25,7 +25,13 @@ rule check:
         runs=RUNS,
     localrule: True
     shell:
+        # with runs_from=committed RUNS is the reference itself: a comparison would be empty
         """
+        if [ "{params.runs}" = "{params.reference}" ]; then
+            echo "check compares this profile's fresh runs (runs/<profile>/) with the committed" \
+                 "ones ({params.reference}/): drop --config runs_from=committed" >&2
+            exit 2
+        fi
         rc=0
         {PY:q} -m pcdeq.compare {params.reference:q} {params.runs:q} --out {output:q} \
             > {log:q} 2>&1 || rc=$?
