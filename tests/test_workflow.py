@@ -205,8 +205,10 @@ def test_fashion_profile_dry_run(dry_runs):
     out = res.stdout + res.stderr
     counts = job_counts(out)
     # L: 8 methods x 5 seeds; conv: 8 pcDEQ x 2 seeds, 5 baselines x 1 (method_seeds);
-    # multiscale: 5 models x 1 seed
-    assert counts["train"] == 8 * 5 + 8 * 2 + 5 + 5 == 66
+    # multiscale: 5 models x 1 seed, MDEQ-MS and LipMDEQ-MS 2 (C10's Welch interval)
+    assert counts["train"] == 8 * 5 + 8 * 2 + 5 + 5 + 2 == 68
+    assert "runs/fashion/fashion_mnist/LipMDEQ-MS/seed1.json" in out
+    assert "runs/fashion/fashion_mnist/LipMDEQ-cert-MS/seed1.json" not in out
     assert counts["dataset"] == 1 and counts["claims_table"] == 1
     assert counts["beyond_contraction"] == 1
     assert counts["table"] == 5 and counts["figure"] == 7 and "theory_geometry" not in counts
