@@ -18,8 +18,9 @@ PARAMS = {"MDEQ-MS": 131634, "LipMDEQ-MS": 131634, "LipMDEQ-cert-MS": 131634,
 
 def _run(method: str, seed: int, acc: float, seconds: float, jac=(0.5, 0.5), bound=None,
          fwd=(10.0, 12.0), bwd=(8.0, 9.0), train_acc: float | None = None) -> Run:
+    train_acc = acc if train_acc is None else train_acc
     epochs = tuple(EpochRecord.from_json(
-        {"epoch": i + 1, "train_loss": 0.1, "train_acc": acc if train_acc is None else train_acc, "test_loss": 0.1, "test_acc": acc,
+        {"epoch": i + 1, "train_loss": 0.1, "train_acc": train_acc, "test_loss": 0.1, "test_acc": acc,
          "fwd_iters": fwd[i], "bwd_iters": bwd[i], "test_fwd_iters": fwd[i], "sigma_max": None,
          "jac_norm": jac[i], **({"jac_bound": bound[i]} if bound else {}), "seconds": seconds},
         f"epochs[{i}]") for i in range(len(jac)))
