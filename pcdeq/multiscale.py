@@ -286,9 +286,13 @@ def reshaped_sigma(module: nn.Module, W: Tensor) -> Tensor:
     norm of the reshaped matrix from below, not the convolution's operator norm, which a 3x3
     kernel can exceed by up to about 3x (:func:`conv_norm`)."""
     Wm = W.reshape(W.shape[0], -1)
-    if not hasattr(module, "u_for_spectral_norm"):
-        module.register_buffer("u_for_spectral_norm",
-                               F.normalize(torch.randn(W.shape[0], device=W.device, dtype=W.dtype), dim=0))
+    u = getattr(module, "u_for_spectral_norm", None)
+    if u is None or not u.any():  # drawn at first use (all zeros: registered, not yet drawn)
+        fresh = F.normalize(torch.randn(W.shape[0], device=W.device, dtype=W.dtype), dim=0)
+        if u is None:
+            module.register_buffer("u_for_spectral_norm", fresh)
+        else:
+            u.copy_(fresh)
     u = module.u_for_spectral_norm
     v = F.normalize(Wm.t() @ u, dim=0)
     u = F.normalize(Wm @ v, dim=0)
@@ -348,6 +352,14 @@ class MDEQ(SolveStats, nn.Module):
         self.last_fwd_stats: SolverStats | None = None
         self._bwd_stats: list[SolverStats] = []
         self._init_weights()
+        if cfg.cap == "as-published":
+            # The cap's power-iteration vectors are state that a checkpoint or weights file
+            # carries, so they exist before the first step (zeros: drawn at first use, at the
+            # same point of the RNG stream as before they were registered here).
+            for m in self.modules():
+                if isinstance(m, (nn.Conv2d, WNConv2d)):
+                    m.register_buffer("u_for_spectral_norm", torch.zeros(m.v.shape[0] if isinstance(
+                        m, WNConv2d) else m.out_channels))
 
     def _record_size(self, module: nn.Module, args: tuple) -> None:
         self._sizes[module] = tuple(args[0].shape[-2:])

@@ -76,9 +76,12 @@ def test_cli_bad_input_fails_before_work(tmp_path, args, match):
     assert not (tmp_path / "r.json").exists()
 
 
-# A conv model too: channels-last weights, BN running stats and the augmentation RNG must resume.
+# A conv model too: channels-last weights, BN running stats and the augmentation RNG must resume;
+# and the Lipschitz MDEQ, whose cap keeps a power-iteration vector per convolution as state.
 @pytest.mark.parametrize("kw", [{}, dict(dataset="synthetic-cifar10", method="pcDEQ-1-MC-ReLU6*",
-                                         train_limit=64, test_limit=32)], ids=["L", "MC*"])
+                                         train_limit=64, test_limit=32),
+                                dict(method="LipMDEQ-MS", train_limit=128, test_limit=32)],
+                         ids=["L", "MC*", "LipMDEQ-MS"])
 def test_resume_equals_uninterrupted(tmp_path, monkeypatch, kw):
     full = train(_cfg(tmp_path / "a", **kw)).to_json()
     calls = {"n": 0}
@@ -174,7 +177,7 @@ def test_learns_real_mnist5k(tmp_path):
 
 
 # ------------------------------------------------------------------- final weights
-@pytest.mark.parametrize("method", ["pcDEQ-2-MC-Sigmoid", "monDEQ-L", "LipDEQ-L-Tanh"])
+@pytest.mark.parametrize("method", ["pcDEQ-2-MC-Sigmoid", "monDEQ-L", "LipDEQ-L-Tanh", "LipMDEQ-MS"])
 def test_weights_rebuild_the_trained_model(tmp_path, method):
     """load_trained gives back the model that was evaluated: same test accuracy as the
     record's last epoch (same batches), same parameter count, buffers included (BN, α)."""
