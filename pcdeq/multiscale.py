@@ -286,14 +286,9 @@ def reshaped_sigma(module: nn.Module, W: Tensor) -> Tensor:
     norm of the reshaped matrix from below, not the convolution's operator norm, which a 3x3
     kernel can exceed by up to about 3x (:func:`conv_norm`)."""
     Wm = W.reshape(W.shape[0], -1)
-    u = getattr(module, "u_for_spectral_norm", None)
-    if u is None or not u.any():  # drawn at first use (all zeros: registered, not yet drawn)
-        fresh = F.normalize(torch.randn(W.shape[0], device=W.device, dtype=W.dtype), dim=0)
-        if u is None:
-            module.register_buffer("u_for_spectral_norm", fresh)
-        else:
-            u.copy_(fresh)
-    u = module.u_for_spectral_norm
+    u = module.u_for_spectral_norm  # registered by MDEQ as zeros: drawn at first use
+    if not u.any():
+        u.copy_(F.normalize(torch.randn(W.shape[0], device=W.device, dtype=W.dtype), dim=0))
     v = F.normalize(Wm.t() @ u, dim=0)
     u = F.normalize(Wm @ v, dim=0)
     module.u_for_spectral_norm.copy_(u)
