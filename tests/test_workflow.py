@@ -671,3 +671,26 @@ def test_readme_shows_the_committed_artifacts_verbatim():
             f"README.md's copy of {path} is outdated: run `python .ci/sync_readme.py`")
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (ROOT / image).is_file(), image
+
+
+def test_claims_notebook_outputs_were_made_from_the_committed_records():
+    """The claims notebook reads results/quick and results/fashion by default, so a record
+    committed without re-running it leaves its stored outputs stale, and `pytest --nbval`
+    fails minutes into CI. This catches it in a second: the run and weight counts the notebook
+    printed must be those of the records on disk. The fix: the claims render and the notebook
+    run of README's *Long runs in the background*."""
+    import json
+
+    from pcdeq import claims
+
+    nb = json.loads((ROOT / "notebooks" / "claims.ipynb").read_text())
+    params = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    scope: dict = {}
+    exec("".join(params["source"]), scope)
+    printed = "".join("".join(o["text"]) for c in nb["cells"] if c["cell_type"] == "code"
+                      for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    for s in claims.load_sources([{**src, "dir": str(ROOT / src["dir"])} for src in scope["sources"]]):
+        line = f"{s.profile}: {len(s.runs)} complete real-data runs, {len(s.weights())} weight files"
+        assert line in printed, (
+            f"notebooks/claims.ipynb was not run on the committed records ({line!r} not in its "
+            f"outputs): re-render the claims and re-run the notebook, then `python .ci/sync_readme.py`")
