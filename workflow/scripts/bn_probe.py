@@ -2,7 +2,8 @@
 
 Loads a training checkpoint (``<record>.json.part.ckpt``, written after every epoch) and
 compares, for every BatchNorm of the model, its running variance (what eval mode divides by)
-with the variance of its input on one test batch, then evaluates the model twice: with the
+with the variance of its input on one test batch, and how far that batch's channel means are
+from the running means (in running standard deviations), then evaluates the model twice: with the
 running statistics (eval mode, what the record's test accuracy is) and with batch statistics
 (the BNs alone in train mode; nothing is updated that is saved).
 
@@ -57,12 +58,13 @@ def main() -> None:
     for h in hooks:
         h.remove()
     print(f"{'BatchNorm':34s} {'running var (median)':>20s} {'batch var (median)':>19s} "
-          f"{'batch / running':>16s}")
+          f"{'batch / running':>16s} {'max |mean shift| / running std':>31s}")
     for n, m in bns.items():
         bv = seen[n].var((0, 2, 3), unbiased=False)
         rv = m.running_var
+        shift = ((seen[n].mean((0, 2, 3)) - m.running_mean).abs() / (rv + m.eps).sqrt()).max()
         print(f"{n:34s} {rv.median().item():20.3g} {bv.median().item():19.3g} "
-              f"{statistics.median((bv / rv).tolist()):16.3g}")
+              f"{statistics.median((bv / rv).tolist()):16.3g} {shift.item():31.3g}")
 
     def accuracy(batch_stats: bool) -> float:
         model.eval()
