@@ -48,6 +48,12 @@ rule conv_runs:
         records(RUNS, archs=("SC", "MC", "MC*")),
 
 
+rule ms_runs:
+    """Only the training runs of the multiscale models (MS: Table 10, Figure 16)."""
+    input:
+        records(RUNS, archs=("MS",)),
+
+
 rule reference:
     """Copy the profile's fresh runs to results/<profile>/, the committed reference records
     that the notebooks read by default, with the weights of the `reference_weights` methods

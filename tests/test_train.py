@@ -58,6 +58,9 @@ def test_cli_end_to_end_writes_valid_record(tmp_path):
 
 @pytest.mark.parametrize("args,match", [
     (["--method", "pcDEQ-2-L-ReLU6"], "Lemma 4.2"),
+    # the multiscale pcDEQ's map is covered by Proposition 4.6 only with Remark 4.1's activations
+    (["--method", "pcDEQ-2-MS-ReLU6"], "Lemma 4.2"),
+    (["--method", "pcDEQ-1-MS-Sigmoid"], "pcDEQ-1"),
     (["--method", "pcDEQ-3-L-ReLU6"], "unknown method"),
     (["--dataset", "mnist6k"], "unknown dataset 'mnist6k'; valid: mnist, mnist5k"),
     (["--dataset", "svhn", "--data-root", "EMPTY"], "Offline, put these files into"),

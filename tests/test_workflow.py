@@ -91,6 +91,8 @@ def dry_runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
         "paper": (snakemake_dry_run_cmd("all", "--configfile", "config/paper.yaml",
                                         "--printshellcmds"), ROOT),
         "fashion": (snakemake_dry_run_cmd("all", "--configfile", "config/fashion.yaml"), ROOT),
+        **{part: (snakemake_dry_run_cmd(part, "--configfile", "config/fashion.yaml"), ROOT)
+           for part in ("l_runs", "conv_runs", "ms_runs")},
         "fig4": (snakemake_dry_run_cmd("figures/fig4_sigma_max.pdf"), ROOT),
         # what the README's commands do in a fresh clone, whose artifacts are committed
         "clone_all": (snakemake_dry_run_cmd("all", force=None), clone),
@@ -221,6 +223,23 @@ def test_fashion_profile_dry_run(dry_runs):
     for name in ("table1_mnist.md", "table8_stable_deqs.md", "claims.md"):
         assert f"tables/fashion/{name}" in out
     assert "fig4_sigma_max.pdf" in out and "table2_svhn" not in out and "fig9_svhn" not in out
+
+
+def test_fashion_part_targets_split_its_training_jobs(dry_runs):
+    """The README's part-only commands: l_runs, conv_runs and ms_runs train disjoint parts
+    of the fashion profile that together are all of its 68 training jobs, and nothing else."""
+    parts = {}
+    for part in ("l_runs", "conv_runs", "ms_runs"):
+        res = dry_runs[part]
+        assert res.returncode == 0, res.stderr[-3000:]
+        out = res.stdout + res.stderr
+        assert set(job_counts(out)) == {"train", "dataset", part, "total"}, job_counts(out)
+        parts[part] = set(re.findall(r"runs/fashion/fashion_mnist/([\w.-]+)/seed\d\.json", out))
+    assert all(m.endswith("-MS") or "-MS-" in m for m in parts["ms_runs"]) and len(parts["ms_runs"]) == 5
+    assert all("-L-" in m or m.endswith("-L") for m in parts["l_runs"]) and len(parts["l_runs"]) == 8
+    assert all(("-SC" in m or "-MC" in m) for m in parts["conv_runs"]) and len(parts["conv_runs"]) == 13
+    counts = {p: job_counts(dry_runs[p].stdout + dry_runs[p].stderr)["train"] for p in parts}
+    assert counts == {"l_runs": 40, "conv_runs": 21, "ms_runs": 7}
 
 
 def profile_config(name: str) -> dict:

@@ -160,7 +160,7 @@ def weights(root: str) -> list[str]:
 
 def records(root: str, artifact: str | None = None, archs: tuple[str, ...] | None = None) -> list[str]:
     """Run-record paths under `root` of every job, or of those an artifact reads, or of the
-    jobs of some architectures ("L", "SC", "MC", "MC*")."""
+    jobs of some architectures ("L", "SC", "MC", "MC*", "MS")."""
     return [str(record_path(root, d, m, s)) for d, m, s in jobs(artifact)
             if archs is None or arch_key(m) in archs]
 
