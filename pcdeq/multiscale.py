@@ -378,7 +378,10 @@ class MDEQ(SolveStats, nn.Module):
         for m in self.modules():
             if cfg.cap == "none" or not isinstance(m, (nn.Conv2d, WNConv2d)):
                 continue
-            if isinstance(m, WNConv2d) and m.weight is None:
+            if isinstance(m, WNConv2d) and (m.weight is None or cfg.cap == "certified"):
+                # After an optimizer step m.weight is still the last forward's, derived from
+                # the old (g, v): the certified cap must measure the weight the step made.
+                # (The reference's cap reads that stale weight; "as-published" keeps it.)
                 m.reset()
             W = m.weight
             if cfg.cap == "as-published":
