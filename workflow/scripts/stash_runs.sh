@@ -8,6 +8,9 @@
 #
 #   workflow/scripts/stash_runs.sh save PROFILE      # then commit results/PROFILE
 #   workflow/scripts/stash_runs.sh restore PROFILE   # in a new checkout, before resuming
+#
+# A run that finished too late in a session to re-render the artifacts with it can be parked
+# as in_progress/<dataset>/<method>/seedS.json (and .pt): `restore` puts it back into runs/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mode=$1 profile=$2
@@ -47,6 +50,17 @@ case $mode in
       mkdir -p "$runs/$(dirname "$rel")"
       cp -p "$part" "$part.ckpt" "$runs/$(dirname "$rel")/"
       echo "restored: $rel"
+    done
+    # finished at a session's end but not yet committed under results/ (that needs the
+    # artifacts re-rendered with it): back into runs/, so that no queue trains it again and
+    # the next `save` moves it to results/
+    find "$stash" -name 'seed*.json' | while read -r rec; do
+      rel=${rec#"$stash"/}
+      [ -e "$runs/$rel" ] && continue
+      mkdir -p "$runs/$(dirname "$rel")"
+      cp -p "$rec" "$runs/$rel"
+      [ -e "${rec%.json}.pt" ] && cp -p "${rec%.json}.pt" "$runs/${rel%.json}.pt"
+      echo "restored finished: $rel (save, re-render, then commit it under results/)"
     done
     ;;
   *) echo "usage: $0 save|restore PROFILE" >&2; exit 2 ;;
