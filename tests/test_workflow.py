@@ -76,6 +76,10 @@ BAD_CONFIGS = {
     "reference_weights": (lambda c: c.update(reference_weights=["pcDEQ-1-L-ReLU6", "DEQ-L-ReLU"])
                           or c["experiments"]["mnist"].update(methods=["pcDEQ-1-L-ReLU6"]),
                           "config key reference_weights[1]: 'DEQ-L-ReLU' is not trained"),
+    # a solver cap for a method the profile does not train (a typo): refused naming the key
+    "max_iter_unknown_method": (lambda c: c["experiments"]["mnist"].update(
+        method_max_iter={"DEQ-SC-Tanhh": 50}),
+        "config key experiments.mnist.method_max_iter: 'DEQ-SC-Tanhh' is not one of"),
     # an L model on SVHN: the paper has none; refused naming the key
     "wrong_family": (lambda c: c["experiments"]["svhn"].update(methods=["pcDEQ-1-L-ReLU6"]),
                      "experiments.svhn.methods[0]"),
@@ -90,7 +94,8 @@ def dry_runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
     cmds = {
         "paper": (snakemake_dry_run_cmd("all", "--configfile", "config/paper.yaml",
                                         "--printshellcmds"), ROOT),
-        "fashion": (snakemake_dry_run_cmd("all", "--configfile", "config/fashion.yaml"), ROOT),
+        "fashion": (snakemake_dry_run_cmd("all", "--configfile", "config/fashion.yaml",
+                                          "--printshellcmds"), ROOT),
         **{part: (snakemake_dry_run_cmd(part, "--configfile", "config/fashion.yaml"), ROOT)
            for part in ("l_runs", "conv_runs", "ms_runs")},
         "fig4": (snakemake_dry_run_cmd("figures/fig4_sigma_max.pdf"), ROOT),
@@ -222,6 +227,13 @@ def test_fashion_profile_dry_run(dry_runs):
     assert "runs/fashion/fashion_mnist/DEQ-SC-Tanh/seed1.json" not in out
     for name in ("table1_mnist.md", "table8_stable_deqs.md", "claims.md"):
         assert f"tables/fashion/{name}" in out
+    # method_max_iter: the conv DEQs' solves stop at 50, every other run keeps the paper's cap
+    train_cmds = {m[1]: m[0] for m in re.finditer(
+        r"-m pcdeq train --dataset \S+ --method (\S+)\s+--seed 0 .*?--device", out, re.S)}
+    assert len(train_cmds) == 26, sorted(train_cmds)
+    capped = {m for m, cmd in train_cmds.items() if "--max-iter" in cmd}
+    assert capped == {"DEQ-MC-Tanh", "DEQ-SC-Tanh"}, capped
+    assert all("--max-iter 50 " in train_cmds[m] for m in capped)
     assert "fig4_sigma_max.pdf" in out and "table2_svhn" not in out and "fig9_svhn" not in out
 
 

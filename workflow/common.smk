@@ -61,11 +61,12 @@ def check_config(cfg: dict) -> None:
                     f"config key {where}.sizes: no entry {arch_key(method)!r} for "
                     f"{where}.methods[{i}] = {method!r}")
             trained.add(method)
-        for method in exp.get("method_seeds", {}):
-            if method not in exp["methods"]:
-                raise WorkflowError(
-                    f"config key {where}.method_seeds: {method!r} is not one of {where}.methods; "
-                    f"add it there or remove its entry")
+        for key in ("method_seeds", "method_max_iter"):
+            for method in exp.get(key, {}):
+                if method not in exp["methods"]:
+                    raise WorkflowError(
+                        f"config key {where}.{key}: {method!r} is not one of {where}.methods; "
+                        f"add it there or remove its entry")
     for i, method in enumerate(cfg.get("reference_weights", [])):
         if method not in trained:
             raise WorkflowError(
@@ -190,11 +191,15 @@ def train_data(wildcards) -> list[str]:
     return [f"{LOGS}/data/{wildcards.dataset}.json"] if wildcards.dataset in DOWNLOADED_DATASETS else []
 
 
-def train_size_args(wildcards) -> str:
-    """--epochs/--train-limit/--test-limit of the job's (family, architecture) size entry."""
+def train_flags(wildcards) -> str:
+    """--epochs/--train-limit/--test-limit of the job's (family, architecture) size entry, and
+    --max-iter where the experiment's `method_max_iter` sets one for the method."""
     size = _size(wildcards)
     flags = {"epochs": "--epochs", "train_limit": "--train-limit", "test_limit": "--test-limit"}
-    return " ".join(f"{flag} {size[key]}" for key, flag in flags.items() if size[key] is not None)
+    out = [f"{flag} {size[key]}" for key, flag in flags.items() if size[key] is not None]
+    _, exp = _experiment(wildcards.dataset, wildcards.method)
+    max_iter = exp.get("method_max_iter", {}).get(method_from_safe(wildcards.method))
+    return " ".join(out + ([f"--max-iter {max_iter}"] if max_iter is not None else []))
 
 
 def train_runtime(wildcards) -> int:

@@ -38,7 +38,7 @@ if not COMMITTED:
             f"{LOGS}/train/{{dataset}}/{{method}}/seed{{seed}}.log",
         params:
             method=train_method,
-            sizes=train_size_args,
+            flags=train_flags,
             device=config["device"],
             data_root=config["data_root"],
         threads: config["threads"]
@@ -55,7 +55,7 @@ if not COMMITTED:
             rc=0
             {PY:q} -m pcdeq train --dataset {wildcards.dataset} --method {params.method:q} \
                 --seed {wildcards.seed} --out {output.record:q}.part --weights {output.weights:q}.part \
-                {params.sizes} \
+                {params.flags} \
                 --device {params.device} --data-root {params.data_root:q} --threads {TORCH_THREADS} \
                 > {log:q} 2>&1 || rc=$?
             if [ $rc -ne 0 ] && [ $rc -ne 3 ]; then
