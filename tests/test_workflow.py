@@ -293,6 +293,7 @@ def test_committed_reference_is_the_whole_profile_at_its_protocol(dry_runs, prof
         assert all(arch_key(j.split("/")[1]) != "L" for j in missing), sorted(missing)
     cfg = profile_config(config_file)
     sizes = {exp["dataset"]: exp["sizes"] for exp in cfg["experiments"].values() if exp}
+    caps = {exp["dataset"]: exp.get("method_max_iter", {}) for exp in cfg["experiments"].values() if exp}
     for job in sorted(missing):
         part = ref / "in_progress" / f"{job}.json.part"
         if part.exists():  # started: a resumable state at the profile's protocol
@@ -303,6 +304,7 @@ def test_committed_reference_is_the_whole_profile_at_its_protocol(dry_runs, prof
             want = hyperparameters(dataset, method).to_dict()
             if size["epochs"] is not None:
                 want["epochs"] = size["epochs"]
+            want["max_iter"] = caps[dataset].get(method, want["max_iter"])
             assert rec["status"] == "running" and rec["hparams"] == want, part
             assert 1 <= len(rec["epochs"]) < want["epochs"], part
             assert rec["limits"] == {"train_limit": size["train_limit"],
@@ -314,6 +316,7 @@ def test_committed_reference_is_the_whole_profile_at_its_protocol(dry_runs, prof
         want = hyperparameters(run.dataset, run.method).to_dict()
         if size["epochs"] is not None:
             want["epochs"] = size["epochs"]
+        want["max_iter"] = caps[run.dataset].get(run.method, want["max_iter"])
         assert run.hparams == want, path
         assert len(run.epochs) == want["epochs"], path
         rec = json.loads(path.read_text())
