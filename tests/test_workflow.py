@@ -294,6 +294,16 @@ def test_committed_reference_is_the_whole_profile_at_its_protocol(dry_runs, prof
     cfg = profile_config(config_file)
     sizes = {exp["dataset"]: exp["sizes"] for exp in cfg["experiments"].values() if exp}
     caps = {exp["dataset"]: exp.get("method_max_iter", {}) for exp in cfg["experiments"].values() if exp}
+
+    def protocol(dataset: str, method: str) -> dict:
+        """The hyperparameters a run of the profile records: Table 5's, with the profile's
+        epochs and solver cap where it sets them."""
+        want = hyperparameters(dataset, method).to_dict()
+        epochs = sizes[dataset][arch_key(method)]["epochs"]
+        want["epochs"] = want["epochs"] if epochs is None else epochs
+        want["max_iter"] = caps[dataset].get(method, want["max_iter"])
+        return want
+
     for job in sorted(missing):
         part = ref / "in_progress" / f"{job}.json.part"
         if part.exists():  # started: a resumable state at the profile's protocol
@@ -301,10 +311,7 @@ def test_committed_reference_is_the_whole_profile_at_its_protocol(dry_runs, prof
             rec = json.loads(part.read_text())
             dataset, method = job.split("/")[:2]
             size = sizes[dataset][arch_key(method)]
-            want = hyperparameters(dataset, method).to_dict()
-            if size["epochs"] is not None:
-                want["epochs"] = size["epochs"]
-            want["max_iter"] = caps[dataset].get(method, want["max_iter"])
+            want = protocol(dataset, method)
             assert rec["status"] == "running" and rec["hparams"] == want, part
             assert 1 <= len(rec["epochs"]) < want["epochs"], part
             assert rec["limits"] == {"train_limit": size["train_limit"],
@@ -313,10 +320,7 @@ def test_committed_reference_is_the_whole_profile_at_its_protocol(dry_runs, prof
         run = load_run(path)
         assert run.status == "complete", path
         size = sizes[run.dataset][arch_key(run.method)]
-        want = hyperparameters(run.dataset, run.method).to_dict()
-        if size["epochs"] is not None:
-            want["epochs"] = size["epochs"]
-        want["max_iter"] = caps[run.dataset].get(run.method, want["max_iter"])
+        want = protocol(run.dataset, run.method)
         assert run.hparams == want, path
         assert len(run.epochs) == want["epochs"], path
         rec = json.loads(path.read_text())

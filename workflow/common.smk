@@ -194,11 +194,12 @@ def train_data(wildcards) -> list[str]:
 def train_flags(wildcards) -> str:
     """--epochs/--train-limit/--test-limit of the job's (family, architecture) size entry, and
     --max-iter where the experiment's `method_max_iter` sets one for the method."""
-    size = _size(wildcards)
+    _, exp = _experiment(wildcards.dataset, wildcards.method)
+    method = method_from_safe(wildcards.method)
+    size = exp["sizes"][arch_key(method)]
     flags = {"epochs": "--epochs", "train_limit": "--train-limit", "test_limit": "--test-limit"}
     out = [f"{flag} {size[key]}" for key, flag in flags.items() if size[key] is not None]
-    _, exp = _experiment(wildcards.dataset, wildcards.method)
-    max_iter = exp.get("method_max_iter", {}).get(method_from_safe(wildcards.method))
+    max_iter = exp.get("method_max_iter", {}).get(method)
     return " ".join(out + ([f"--max-iter {max_iter}"] if max_iter is not None else []))
 
 
