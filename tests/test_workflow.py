@@ -254,6 +254,63 @@ def test_fashion_part_targets_split_its_training_jobs(dry_runs):
     assert counts == {"l_runs": 40, "conv_runs": 21, "ms_runs": 7}
 
 
+QUEUE = "workflow/scripts/background_queue.sh"
+
+
+def queue_jobs(path: Path) -> list[str]:
+    """The records a background job list names ("DATASET METHOD SEED" lines)."""
+    out = []
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            dataset, method, seed = line.split()
+            out.append(f"{dataset}/{report.safe_method(method)}/seed{seed}")
+    return out
+
+
+def test_background_job_lists_name_jobs_of_their_profile(dry_runs):
+    """Every line of workflow/scripts/queues/PROFILE_*.txt is a training job of that profile
+    (its dry run lists it), and no job is in two lists: a queue cannot train a run the
+    profile's artifacts would not read, nor two queues the same run at once."""
+    res = dry_runs["fashion"]
+    assert res.returncode == 0, res.stderr[-3000:]
+    profile_jobs = set(re.findall(r"output: runs/fashion/(\S+)\.json,", res.stdout + res.stderr))
+    lists = sorted((ROOT / "workflow/scripts/queues").glob("fashion_*.txt"))
+    assert lists
+    named = [job for path in lists for job in queue_jobs(path)]
+    assert set(named) <= profile_jobs, sorted(set(named) - profile_jobs)
+    assert len(named) == len(set(named)), "a job in two lists"
+
+
+def test_background_queue_trains_at_the_profiles_protocol(tmp_path):
+    """The queue runs Snakemake's own train rule per line: the record's epochs, image limits
+    and threads come from the profile (smoke: L for 2 epochs on 256 / 64 images), a job
+    already finished is skipped, and a list that spells sizes by hand is refused, naming the
+    line, before any job starts."""
+    clone = fresh_clone(tmp_path / "clone")
+    env = {**os.environ, "PY": sys.executable}
+    bad = tmp_path / "bad.txt"
+    bad.write_text("mnist5k pcDEQ-1-L-Tanh 0\nmnist5k pcDEQ-1-L-Sigmoid 0 --epochs 40\n")
+    res = subprocess.run(["bash", QUEUE, "smoke", "1", str(bad)], cwd=clone, env=env,
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "2:mnist5k pcDEQ-1-L-Sigmoid 0 --epochs 40" in res.stderr, res.stderr
+    assert 'lines must read "DATASET METHOD SEED"' in res.stderr
+    assert not (clone / "runs").exists()
+
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("# a comment\n\nmnist5k pcDEQ-1-L-Tanh 0\n")
+    for _ in range(2):  # the second pass finds the record and trains nothing
+        res = subprocess.run(["bash", QUEUE, "smoke", "1", str(jobs)], cwd=clone, env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0 and "FAILED" not in res.stdout, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "done already: runs/smoke/mnist5k/pcDEQ-1-L-Tanh/seed0.json" in res.stdout
+    rec = json.loads((clone / "runs/smoke/mnist5k/pcDEQ-1-L-Tanh/seed0.json").read_text())
+    size = profile_config("smoke.yaml")["experiments"]["mnist"]["sizes"]["L"]
+    assert rec["status"] == "complete" and rec["threads"] == 1
+    assert rec["hparams"]["epochs"] == size["epochs"] == len(rec["epochs"])
+    assert rec["limits"] == {"train_limit": size["train_limit"], "test_limit": size["test_limit"]}
+    assert (clone / "runs/smoke/mnist5k/pcDEQ-1-L-Tanh/seed0.pt").is_file()
+
+
 def profile_config(name: str) -> dict:
     """config/quick.yaml with a profile merged over it by Snakemake's own function, as
     --configfile merges it (mappings merge; lists and null replace)."""
