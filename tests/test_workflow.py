@@ -281,23 +281,33 @@ def test_background_job_lists_name_jobs_of_their_profile(dry_runs):
     assert len(named) == len(set(named)), "a job in two lists"
 
 
-def test_background_queue_trains_at_the_profiles_protocol(tmp_path):
-    """The queue runs Snakemake's own train rule per line: the record's epochs, image limits
-    and threads come from the profile (smoke: L for 2 epochs on 256 / 64 images), a job
-    already finished is skipped, and a list that spells sizes by hand is refused, naming the
-    line, before any job starts."""
+@pytest.mark.parametrize("lines, expect", [
+    ("mnist5k pcDEQ-1-L-Tanh 0\nmnist5k pcDEQ-2-L-Sigmoid 0 --epochs 40\n",
+     "2:mnist5k pcDEQ-2-L-Sigmoid 0 --epochs 40"),  # sizes by hand
+    ("mnist5k pcDEQ-1-L-Tanh 0\r\n", 'with Unix line ends'),
+    ("mnist5k pcDEQ-1-L-Tanh 0\nmnist5k pcDEQ-1-L-Sigmoid 0\n",  # pcDEQ-1 has no sigmoid
+     "No rule to produce runs/smoke/mnist5k/pcDEQ-1-L-Sigmoid/seed0.json"),
+])
+def test_background_queue_refuses_a_bad_job_list_before_any_job(tmp_path, lines, expect):
+    """A job list is checked whole, by pattern and by a Snakemake dry run of every line, before
+    the first job starts: a bad last line cannot surface hours later, in its turn."""
     clone = fresh_clone(tmp_path / "clone")
-    env = {**os.environ, "PY": sys.executable}
     bad = tmp_path / "bad.txt"
-    bad.write_text("mnist5k pcDEQ-1-L-Tanh 0\nmnist5k pcDEQ-1-L-Sigmoid 0 --epochs 40\n")
-    res = subprocess.run(["bash", QUEUE, "smoke", "1", str(bad)], cwd=clone, env=env,
-                         capture_output=True, text=True)
-    assert res.returncode == 2 and "2:mnist5k pcDEQ-1-L-Sigmoid 0 --epochs 40" in res.stderr, res.stderr
-    assert 'lines must read "DATASET METHOD SEED"' in res.stderr
+    bad.write_bytes(lines.encode())
+    res = subprocess.run(["bash", QUEUE, "smoke", "1", str(bad)], cwd=clone,
+                         env={**os.environ, "PY": sys.executable}, capture_output=True, text=True)
+    assert res.returncode == 2 and expect in res.stderr, res.stdout + res.stderr
     assert not (clone / "runs").exists()
 
+
+def test_background_queue_trains_at_the_profiles_protocol(tmp_path):
+    """The queue runs Snakemake's own train rule per line: the record's epochs, image limits
+    and threads come from the profile (smoke: L for 2 epochs on 256 / 64 images), a last line
+    without a newline counts, and a job already finished is skipped."""
+    clone = fresh_clone(tmp_path / "clone")
+    env = {**os.environ, "PY": sys.executable}
     jobs = tmp_path / "jobs.txt"
-    jobs.write_text("# a comment\n\nmnist5k pcDEQ-1-L-Tanh 0\n")
+    jobs.write_text("# a comment\n\nmnist5k pcDEQ-1-L-Tanh 0")
     for _ in range(2):  # the second pass finds the record and trains nothing
         res = subprocess.run(["bash", QUEUE, "smoke", "1", str(jobs)], cwd=clone, env=env,
                              capture_output=True, text=True, timeout=600)
