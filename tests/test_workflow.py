@@ -14,6 +14,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -298,6 +299,51 @@ def test_background_queue_refuses_a_bad_job_list_before_any_job(tmp_path, lines,
                          env={**os.environ, "PY": sys.executable}, capture_output=True, text=True)
     assert res.returncode == 2 and expect in res.stderr, res.stdout + res.stderr
     assert not (clone / "runs").exists()
+
+
+def test_background_queue_term_stops_the_whole_job(tmp_path):
+    """`kill -TERM <queue>` ends the job in progress, not only Snakemake: Snakemake on TERM
+    waits for its running job, so the queue signals the job's process group. The training is
+    stood in for by a `sleep` in that group (PY answers Snakemake's dry run and dataset step
+    for real, and the job itself with the sleep); it must be gone when the queue has exited."""
+    clone = fresh_clone(tmp_path / "clone")
+    pidfile = tmp_path / "job.pid"
+    fake = tmp_path / "py"
+    fake.write_text(f"""#!/usr/bin/env bash
+case " $* " in *" --dry-run "*|*" --until "*) exec {shlex.quote(sys.executable)} "$@";; esac
+sleep 300 & echo $! > {shlex.quote(str(pidfile))}; wait
+""")
+    fake.chmod(0o755)
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("mnist5k pcDEQ-1-L-Tanh 0\n")
+    queue = subprocess.Popen(["bash", QUEUE, "smoke", "1", str(jobs)], cwd=clone,
+                             env={**os.environ, "PY": str(fake)}, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(600):
+            if pidfile.exists() and pidfile.read_text().strip():
+                break
+            assert queue.poll() is None, queue.communicate()[0]
+            time.sleep(0.1)
+        job = int(pidfile.read_text())
+        queue.terminate()
+        assert queue.wait(timeout=60) == 143
+    finally:
+        if queue.poll() is None:
+            queue.kill()
+    def alive(pid: int) -> bool:  # a zombie (killed, not yet reaped by init) counts as gone
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    for _ in range(50):
+        if not alive(job):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(job, 9)
+        pytest.fail("the job outlived the queue's TERM")
 
 
 def test_background_queue_trains_at_the_profiles_protocol(tmp_path):
