@@ -258,6 +258,11 @@ def test_fashion_part_targets_split_its_training_jobs(dry_runs):
 QUEUE = "workflow/scripts/background_queue.sh"
 
 
+def queue_cmd(jobs: Path) -> list[str]:
+    """The background queue on the smoke profile, one thread per job."""
+    return ["bash", QUEUE, "smoke", "1", str(jobs)]
+
+
 def queue_jobs(path: Path) -> list[str]:
     """The records a background job list names ("DATASET METHOD SEED" lines)."""
     out = []
@@ -295,7 +300,7 @@ def test_background_queue_refuses_a_bad_job_list_before_any_job(tmp_path, lines,
     clone = fresh_clone(tmp_path / "clone")
     bad = tmp_path / "bad.txt"
     bad.write_bytes(lines.encode())
-    res = subprocess.run(["bash", QUEUE, "smoke", "1", str(bad)], cwd=clone,
+    res = subprocess.run(queue_cmd(bad), cwd=clone,
                          env={**os.environ, "PY": sys.executable}, capture_output=True, text=True)
     assert res.returncode == 2 and expect in res.stderr, res.stdout + res.stderr
     assert not (clone / "runs").exists()
@@ -316,7 +321,7 @@ sleep 300 & echo $! > {shlex.quote(str(pidfile))}; wait
     fake.chmod(0o755)
     jobs = tmp_path / "jobs.txt"
     jobs.write_text("mnist5k pcDEQ-1-L-Tanh 0\n")
-    queue = subprocess.Popen(["bash", QUEUE, "smoke", "1", str(jobs)], cwd=clone,
+    queue = subprocess.Popen(queue_cmd(jobs), cwd=clone,
                              env={**os.environ, "PY": str(fake)}, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     try:
@@ -331,6 +336,7 @@ sleep 300 & echo $! > {shlex.quote(str(pidfile))}; wait
     finally:
         if queue.poll() is None:
             queue.kill()
+
     def alive(pid: int) -> bool:  # a zombie (killed, not yet reaped by init) counts as gone
         try:
             return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
@@ -355,7 +361,7 @@ def test_background_queue_trains_at_the_profiles_protocol(tmp_path):
     jobs = tmp_path / "jobs.txt"
     jobs.write_text("# a comment\n\nmnist5k pcDEQ-1-L-Tanh 0")
     for _ in range(2):  # the second pass finds the record and trains nothing
-        res = subprocess.run(["bash", QUEUE, "smoke", "1", str(jobs)], cwd=clone, env=env,
+        res = subprocess.run(queue_cmd(jobs), cwd=clone, env=env,
                              capture_output=True, text=True, timeout=600)
         assert res.returncode == 0 and "FAILED" not in res.stdout, res.stdout[-3000:] + res.stderr[-3000:]
     assert "done already: runs/smoke/mnist5k/pcDEQ-1-L-Tanh/seed0.json" in res.stdout

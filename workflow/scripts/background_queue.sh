@@ -35,16 +35,11 @@ if [ -n "$bad" ]; then
     "$jobfile" "$profile" "$bad" >&2
   exit 2
 fi
-jobs=()
+recs=()  # the records to make, runs/PROFILE/DATASET/METHOD/seedS.json ("*" spelled "-aug")
 while read -r dataset method seed || [ -n "${dataset:-}" ]; do
   [ -z "${dataset:-}" ] || [ "${dataset:0:1}" = "#" ] && continue
-  jobs+=("$dataset $method $seed")
-done < "$jobfile"
-recs=()
-for job in "${jobs[@]}"; do
-  read -r dataset method seed <<< "$job"
   recs+=("runs/$profile/$dataset/${method//\*/-aug}/seed$seed.json")
-done
+done < "$jobfile"
 # a method, dataset or seed the profile cannot train fails here, not hours later in its turn
 if [ ${#recs[@]} -gt 0 ] && ! out=$("${smk[@]}" --dry-run --quiet all -- "${recs[@]}" 2>&1); then
   printf '%s: Snakemake cannot make these records with config/%s.yaml:\n%s\n' "$jobfile" "$profile" \
@@ -55,27 +50,23 @@ child=
 # On TERM Snakemake itself only stops scheduling and waits for the running job to end, so the
 # queue sends TERM to the job's whole process group (Snakemake, the rule's shell, the training).
 trap '[ -n "$child" ] && kill -TERM -- "-$child" 2>/dev/null; [ -n "$child" ] && wait "$child"; exit 143' TERM INT
-for job in "${jobs[@]}"; do
-  read -r dataset method seed <<< "$job"
-  safe=${method//\*/-aug}
-  rec=runs/$profile/$dataset/$safe/seed$seed.json
-  log=logs/$profile/train/$dataset/$safe/seed$seed.log
+for rec in "${recs[@]}"; do
+  job=${rec#"runs/$profile/"}  # DATASET/METHOD/seedS.json
+  log=logs/$profile/train/${job%.json}.log
   # finished here, or finished on an earlier machine and committed under results/
   if [ -e "$rec" ]; then echo "done already: $rec"; continue; fi
-  if [ -e "results/$profile/$dataset/$safe/seed$seed.json" ]; then
-    echo "committed already: results/$profile/$dataset/$safe/seed$seed.json"; continue
-  fi
+  if [ -e "results/$profile/$job" ]; then echo "committed already: results/$profile/$job"; continue; fi
   # the dataset rule's output is shared by every job: one queue at a time makes it
   mkdir -p logs
   flock "logs/.queue-$profile.lock" "${smk[@]}" --quiet all --until dataset -- "$rec" \
-    || { echo "$(date -Is) FAILED: the data set $dataset for $method seed $seed"; continue; }
+    || { echo "$(date -Is) FAILED: the data set of $job"; continue; }
   # the rule writes its log afresh: keep an interrupted attempt's log beside it
   [ -e "$log" ] && mv "$log" "$log.$(date +%Y%m%dT%H%M%S)"
-  echo "$(date -Is) start $dataset $method seed $seed"
+  echo "$(date -Is) start $job"
   setsid "${smk[@]}" -- "$rec" &
   child=$!
   wait "$child"; rc=$?
   child=
-  if [ $rc -ne 0 ]; then echo "$(date -Is) FAILED ($rc): $method seed $seed, see $log"; continue; fi
+  if [ $rc -ne 0 ]; then echo "$(date -Is) FAILED ($rc): $job, see $log"; continue; fi
   echo "$(date -Is) finished $rec"
 done
