@@ -57,10 +57,11 @@ rule ms_runs:
 rule reference:
     """Copy the profile's fresh runs to results/<profile>/, the committed reference records
     that the notebooks read by default, with the weights of the `reference_weights` methods
-    (then re-execute the notebooks; see the README)."""
+    and their measurements (model_evidence; then re-execute the notebooks; see the README)."""
     input:
         records(REFERENCE),
         weights(REFERENCE),
+        f"{REFERENCE}/{EVIDENCE_FILE}",
 
 
 localrules:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m pcdeq {train,bench,list,data,compare,gpu-check}``."""
+"""Command line: ``python -m pcdeq {train,bench,list,data,evidence,compare,gpu-check}``."""
 
 from __future__ import annotations
 
@@ -61,6 +61,44 @@ def _add_bench(sub) -> None:
                    help="compare fixed_point, anderson and broyden on pcDEQ L / SC / MC (same tol)")
 
 
+def _add_evidence(sub) -> None:
+    p = sub.add_parser("evidence", help="measure the trained models of a results folder (the claims "
+                                        "C1, C2, C7 and Figure 15's scaled study) and write them as JSON",
+                       description="Run the fixed-point checks of the claims table and the scaled study "
+                                   "of Figure 15 on the weights in DIR (one thread, float64) and write "
+                                   "them to OUT, which the claims notebook and Figure 15 read.")
+    p.add_argument("--profile", required=True, help="the profile the weights belong to (captions)")
+    p.add_argument("--dir", required=True, help="the results folder: DIR/<dataset>/<method>/seed0.pt")
+    p.add_argument("--weights", nargs="*", help="only these weight files (default: every seed*.pt in DIR)")
+    p.add_argument("--data-root", default="data", help="data sets, for test images not in DIR/claims_inputs/")
+    p.add_argument("--out", help="default: DIR/model_evidence.json")
+
+
+def _evidence(args) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from . import claims
+    torch.set_num_threads(1)  # the same reduction order wherever it runs
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise ConfigError(f"--dir {root}: no such folder; name a results folder such as results/quick")
+    missing = [w for w in (args.weights or []) if not Path(w).is_file()]
+    if missing:
+        raise ConfigError(f"--weights: no such file: {', '.join(missing)} (train it first, or "
+                          f"leave --weights out to measure every seed*.pt in {root}/)")
+    src = claims.Source.load(args.profile, root, args.weights)
+    settings = {"images_l": 64, "images_conv": 2, "n_starts": 20}
+    ev = claims.model_evidence(src, data_root=args.data_root, **settings)
+    out = Path(args.out) if args.out else root / claims.EVIDENCE_FILE
+    claims.save_evidence(ev, out, settings)
+    n = 0 if ev.scaled is None else len(ev.scaled.series)
+    print(f"{len(ev.models)} models, {len(ev.uniqueness)} DEQ layers, {n} scaled series"
+          + (f"; skipped: {ev.missing}" if ev.missing else "") + f" -> {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["compare"]:  # its own parser: python -m pcdeq compare --help
@@ -73,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     _add_train(sub)
     _add_bench(sub)
+    _add_evidence(sub)
     sub.add_parser("list", help="list the datasets, the method families and their methods")
     p = sub.add_parser("data", help="make sure a dataset is on disk (download it when online) "
                                     "and print its statistics as JSON")
@@ -103,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             from .data import dataset_stats
             print(json.dumps(dataset_stats(args.dataset, args.data_root), indent=1))
             return 0
+        if args.cmd == "evidence":
+            return _evidence(args)
         if args.cmd == "bench":
             from .bench import run_bench
             run_bench(steps=args.steps, threads=args.threads, device=args.device,

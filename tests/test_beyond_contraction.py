@@ -3,6 +3,7 @@ does not apply, and the negative controls that the same code must flag."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from pcdeq import beyond_contraction as bc, claims
+from pcdeq.paper_claims.from_models import evidence_to_json
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "results" / "quick"
@@ -111,6 +113,13 @@ def test_claims_from_models_on_real_weights_can_come_out_either_way(tmp_path):
     assert rows["C1"].verdict == claims.HOLDS, rows["C1"].evidence
     assert "scaled W (Figure 15)" in rows["C1"].evidence and "flagged at s" in rows["C1"].evidence
     assert ev.scaled is not None and ev.scaled.controls()
+    # written once as data and read back (the claims and Figure 15 notebooks), it gives the
+    # same claims, to the last character
+    saved = tmp_path / claims.EVIDENCE_FILE
+    claims.save_evidence(ev, saved)
+    back = claims.load_evidence(src, saved)
+    assert json.dumps(evidence_to_json(back)) == json.dumps(evidence_to_json(ev))
+    assert [c.evidence for c in claims.claims_from_models([back])] == [c.evidence for c in rows.values()]
 
     root = tmp_path / "results" / "quick"
     (root / "claims_inputs").mkdir(parents=True)
@@ -119,8 +128,87 @@ def test_claims_from_models_on_real_weights_can_come_out_either_way(tmp_path):
     ctl = root / ds / "DEQ-L-Tanh" / "seed0.pt"
     ctl.parent.mkdir(parents=True)
     ctl.write_bytes(good[1].read_bytes())
-    ev = claims.model_evidence(claims.Source.load("quick", root, [str(bad), str(ctl)]),
-                               images_l=4, n_starts=6, scaled=FAST)
+    tampered = claims.Source.load("quick", root, [str(bad), str(ctl)])
+    # the saved measurements of the untampered weights are refused for these, naming the
+    # changed file (not the unchanged control) and the command that remeasures
+    with pytest.raises(claims.EvidenceMissing, match=r"changed: mnist5k/pcDEQ-1-L-Tanh/seed0\.pt\): "
+                                                      r"recompute it: `python -m pcdeq evidence"):
+        claims.load_evidence(tampered, saved)
+    with pytest.raises(claims.EvidenceMissing, match="no model evidence .* for the 2 weight files"):
+        claims.load_evidence(tampered)  # none at <root>/model_evidence.json
+    ev = claims.model_evidence(tampered, images_l=4, n_starts=6, scaled=FAST)
     rows = {c.key: c for c in claims.claims_from_models([ev])}
     assert rows["C1"].verdict == claims.FAILS, rows["C1"].evidence
     assert rows["C7"].verdict == claims.FAILS and "violated by pcDEQ-1-L-Tanh" in rows["C7"].evidence
+
+
+# ------------------------------------------------ the committed measurements, recomputed
+def _differences(old, new, where: str = "") -> list[str]:
+    """Where two evidence files (JSON data) differ by more than float64 rounding between CPUs.
+
+    Rounding differs in the last digits (~1e-16 relative); the measurements iterate to relative
+    steps of 1e-11 to 1e-12, which leaves at most ~1e-4 relative in a fitted rate or a ratio, so
+    floats agree within 1e-3 (absolute and relative), values below 1e-9 on both sides (distances
+    at rounding level) count as equal, and an iteration count may move by one step across the
+    tolerance; counts of starts, limits and images, flags and names must be equal.
+    """
+    if isinstance(old, dict) and isinstance(new, dict):
+        if old.keys() != new.keys():
+            return [f"{where}: keys {sorted(old.keys() ^ new.keys())}"]
+        return [d for k in old for d in _differences(old[k], new[k], f"{where}.{k}")]
+    if isinstance(old, list) and isinstance(new, list):
+        if len(old) != len(new):
+            return [f"{where}: {len(old)} vs {len(new)} entries"]
+        return [d for i, (a, b) in enumerate(zip(old, new)) for d in _differences(a, b, f"{where}[{i}]")]
+    if isinstance(old, bool) or isinstance(new, bool) or not isinstance(old, (int, float)) \
+            or not isinstance(new, (int, float)):
+        return [] if old == new else [f"{where}: {old!r} vs {new!r}"]
+    if isinstance(old, int) and isinstance(new, int):
+        ok = abs(old - new) <= (1 if where.endswith("iters") else 0)
+    elif math.isnan(old) or math.isnan(new) or math.isinf(old) or math.isinf(new):
+        ok = (math.isnan(old) and math.isnan(new)) or old == new
+    else:
+        ok = (max(abs(old), abs(new)) < 1e-9 or abs(old - new) <= 1e-3 * max(1.0, abs(old)))
+    return [] if ok else [f"{where}: {old!r} vs {new!r}"]
+
+
+def _of_model(d: dict, method: str) -> dict:
+    """The part of an evidence file's data that is about one model (seed 0)."""
+    return {"uniqueness": [u for u in d["uniqueness"] if u["method"] == method],
+            "rates": [r for r in d["rates"] if r["method"] == method],
+            "invariants": [i for i in d["invariants"] if i["method"] == method],
+            "scaled": [s for s in d["scaled"]["series"]
+                       if s["model"].startswith(f"{method} seed0") and not s["control"]]}
+
+
+@pytest.mark.parametrize("profile,dataset", [("quick", "mnist5k"), ("fashion", "fashion_mnist")])
+def test_committed_evidence_is_what_the_code_measures(profile, dataset):
+    """The committed model_evidence.json that the claims and Figure 15 read, remeasured on one
+    model (pcDEQ-1-L-ReLU6, the cheapest) with its recorded settings, agrees within the
+    tolerance of :func:`_differences`; the same comparison flags small changes of a rate, an
+    iteration count and a number of limits (negative controls)."""
+    root = ROOT / "results" / profile
+    committed = json.loads((root / claims.EVIDENCE_FILE).read_text())
+    method = "pcDEQ-1-L-ReLU6"
+    w = root / dataset / method / "seed0.pt"
+    ev = claims.model_evidence(claims.Source.load(profile, root, [str(w)]), **committed["settings"])
+    old, new = _of_model(committed, method), _of_model(evidence_to_json(ev), method)
+    assert old["uniqueness"] and old["rates"] and old["invariants"] and old["scaled"]
+    assert _differences(old, new) == []
+    for key, change in (("rate", lambda x: x * 1.01), ("iters", lambda x: x + 2),
+                        ("max_limits", lambda x: x + 1)):
+        moved = json.loads(json.dumps(new))
+        m = moved["scaled"][0]["measures"][0]  # s = 1: a fitted rate, a count
+        m[key] = change(m[key])
+        assert len(_differences(old, moved)) == 1, key
+
+
+def test_evidence_command_refuses_bad_input_before_any_work(tmp_path, capsys):
+    from pcdeq.cli import main
+    assert main(["evidence", "--profile", "quick", "--dir", str(tmp_path / "nope")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    gone = tmp_path / "mnist5k" / "pcDEQ-1-L-Tanh" / "seed0.pt"
+    assert main(["evidence", "--profile", "quick", "--dir", str(tmp_path), "--weights", str(gone)]) == 2
+    err = capsys.readouterr().err
+    assert f"--weights: no such file: {gone}" in err and "train it first" in err
+    assert not (tmp_path / claims.EVIDENCE_FILE).exists()

@@ -20,10 +20,11 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 
 from pcdeq.hparams import (ConfigError, dataset_info, hyperparameters, method_pattern,  # noqa: E402
                            parse_method)
-from pcdeq.report import (ARTIFACTS, AUG_SUFFIX, LOGS_ROOT, REFERENCE_ROOT, RENDER_RULES,  # noqa: E402
-                          RUNS_ROOT, Artifact, RenderRule, arch_key, method_from_safe,
+from pcdeq.report import (ARTIFACTS, AUG_SUFFIX, CLAIMS_TABLE, EVIDENCE_FILE, LOGS_ROOT,  # noqa: E402
+                          REFERENCE_ROOT, RENDER_RULES, RUNS_ROOT, Artifact, RenderRule, arch_key, method_from_safe,
                           record_path, safe_method)
-from pcdeq.report.artifacts import REPORTED_SUFFIX, artifact_paths  # noqa: E402
+from pcdeq.report.artifacts import (EVIDENCE_CODE, REPORTED_SUFFIX, artifact_paths,  # noqa: E402
+                                    code_files)
 
 # The interpreter running Snakemake also runs the jobs (`python` on PATH may be another one,
 # e.g. when snakemake is called as .venv/bin/snakemake without activating the venv). Used in
@@ -272,6 +273,21 @@ def job_records(job: Job) -> list[str]:
 def job_weights(job: Job) -> list[str]:
     """The weights the job studies (Figure 15, the claims), else none."""
     return weights(RUNS) if any(a.weights for a in job) else []
+
+
+def job_evidence(job: Job) -> list[str]:
+    """The measurements of trained models the job reads (rule model_evidence): this profile's
+    for Figure 15, and for the claims also those committed for the other profiles."""
+    if not any(a.weights for a in job):
+        return []
+    dirs = [s["dir"] for s in claims_sources()] if CLAIMS_TABLE in job else [RUNS]
+    for d in dirs[1:]:  # the other profiles' committed measurements: no rule here makes them
+        if not Path(d, EVIDENCE_FILE).is_file() and any(Path(d).glob("*/*/seed*.pt")):
+            # (as a missing input Snakemake would keep the committed claims table, silently)
+            raise WorkflowError(
+                f"{d}/{EVIDENCE_FILE} is missing beside the weights in {d}/, and the claims read "
+                f"it: python -m pcdeq evidence --profile {Path(d).name} --dir {d}")
+    return [f"{d}/{EVIDENCE_FILE}" for d in dirs]
 
 
 def job_code(job: Job) -> list[str]:

@@ -3,14 +3,18 @@ trained models of a source (:func:`model_evidence`, then :func:`claims_from_mode
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from .. import beyond_contraction as bc
 from ..data import DatasetMissing
+from ..errors import ConfigError
 from ..hparams import dataset_info, parse_method
+from ..report.paths import EVIDENCE_FILE
 from ..report.records import Run
 from .claim import THRESHOLDS, UNTESTABLE, Claim, untestable, verdict
 from .fixed_points import (Invariants, Rate, Uniqueness, convergence_rate, invariants,
@@ -69,10 +73,95 @@ def model_evidence(source: Source, *, data_root: str = "data", images_l: int = 6
             ev.uniqueness.append(uniqueness(p, m.name, n_starts=n_starts))
             ev.rates.append(convergence_rate(p, m.name))
         used.append(path)  # the scaled study passes over what it does not scale (MS)
-    if used:
-        ev.scaled = bc.study(used, bc.test_inputs(source.root, data_root),
-                             scaled or bc.Settings(n_starts=n_starts), provenance=source.label())
+    # empty where no model is studied (the claims then say "not testable"; Figure 15 is empty)
+    ev.scaled = bc.study(used, bc.test_inputs(source.root, data_root),
+                         scaled or bc.Settings(n_starts=n_starts), provenance=source.label())
     return ev
+
+
+# ------------------------------------------------------------ the evidence as data
+# The measurements take minutes (Figure 15's scaled study above all), so the workflow makes
+# them once per profile (rule model_evidence: `python -m pcdeq evidence`) and writes them
+# beside the weights (EVIDENCE_FILE); the claims table and Figure 15 only read them.
+EVIDENCE_FORMAT = 1
+
+
+class EvidenceMissing(ConfigError):
+    """No evidence file for a source's weights, or one computed from other weights."""
+
+
+def _fix(root: Path, profile: str) -> str:
+    return (f"compute it: `python -m pcdeq evidence --profile {profile} --dir {root}` (the "
+            f"workflow's rule model_evidence: `snakemake --cores 1 {root / EVIDENCE_FILE}` with "
+            f"the profile's --configfile)")
+
+
+def weight_fingerprints(source: Source) -> dict[str, str]:
+    """sha256 of every weight file of ``source``, by its path relative to the source's root."""
+    return {p.relative_to(source.root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in source.weights()}
+
+
+def evidence_to_json(ev: ModelEvidence, settings: dict[str, Any] | None = None) -> dict:
+    """``ev`` as plain JSON data, with the fingerprints of the weights it was measured on."""
+    return {"format": EVIDENCE_FORMAT, "profile": ev.source.profile,
+            "weights": weight_fingerprints(ev.source), "settings": settings or {},
+            "models": ev.models,
+            "uniqueness": [asdict(u) for u in ev.uniqueness],
+            "rates": [asdict(r) for r in ev.rates],
+            "invariants": [asdict(i) for i in ev.invariants],
+            "images": {d: sorted(n) for d, n in ev.images.items()},
+            "missing": ev.missing,
+            "scaled": None if ev.scaled is None else asdict(ev.scaled)}
+
+
+def _study(d: dict, provenance: str) -> bc.Study:
+    st = bc.Settings(**{**d["settings"], "scales": tuple(d["settings"]["scales"])})
+    series = [bc.Series(**{**s, "measures": [bc.Measure(**m) for m in s["measures"]]})
+              for s in d["series"]]
+    return bc.Study(st, series, provenance)
+
+
+def save_evidence(ev: ModelEvidence, path: str | Path, settings: dict[str, Any] | None = None) -> None:
+    """Write ``ev`` to ``path`` atomically (a reader never sees half a file)."""
+    from ..train import atomic_write_json
+    atomic_write_json(Path(path), evidence_to_json(ev, settings))
+
+
+def load_evidence(source: Source, path: str | Path | None = None) -> ModelEvidence:
+    """The evidence of ``source`` as :func:`save_evidence` wrote it (default
+    ``<root>/model_evidence.json``), checked against the weights the source holds now.
+
+    Raises:
+        EvidenceMissing: no such file while the source has weights, or a file measured on
+            other weights (a weight file added, removed or retrained since); the message
+            names the command that recomputes it.
+    """
+    path = Path(path) if path is not None else source.root / EVIDENCE_FILE
+    if not path.is_file():
+        if not source.weights():  # nothing to measure: the claims say "not testable"
+            return ModelEvidence(source)
+        raise EvidenceMissing(f"no model evidence {path} for the {len(source.weights())} weight "
+                              f"files in {source.root}/: " + _fix(source.root, source.profile))
+    d = json.loads(path.read_text())
+    if d.get("format") != EVIDENCE_FORMAT:
+        raise EvidenceMissing(f"{path} has format {d.get('format')!r}, this code reads "
+                              f"{EVIDENCE_FORMAT}: " + _fix(source.root, source.profile))
+    now = weight_fingerprints(source)
+    if d["weights"] != now:
+        changed = sorted(set(now) ^ set(d["weights"]) | {k for k in set(now) & set(d["weights"])
+                                                         if now[k] != d["weights"][k]})
+        raise EvidenceMissing(f"{path} was measured on other weights than {source.root}/ holds "
+                              f"now (added, removed or changed: {', '.join(changed)}): re"
+                              + _fix(source.root, source.profile))
+    return ModelEvidence(source, list(d["models"]),
+                         [Uniqueness(**u) for u in d["uniqueness"]],
+                         [Rate(**r) for r in d["rates"]],
+                         [Invariants(**i) for i in d["invariants"]],
+                         {k: set(v) for k, v in d["images"].items()}, list(d["missing"]),
+                         # the caption names the source's runs as they are now (more runs
+                         # may have been committed since, beside the same weights)
+                         None if d["scaled"] is None else _study(d["scaled"], source.label()))
 
 
 def format_distance(x: float) -> str:

@@ -29,7 +29,7 @@ from .artifacts import (ACCURACY_TABLES, ARTIFACTS, BEYOND_FIGURE, CLAIMS_TABLE,
                         SECTIONS, SUFFIXES, Artifact, Notebook, RenderRule, artifact_paths,
                         artifacts_of, select)
 from .figures import COLORS, METRICS, figure_summary, make_figure, save_figure
-from .paths import (AUG_SUFFIX, FAMILIES, LOGS_ROOT, RECORD_FORMAT, REFERENCE_ROOT, RUNS_ROOT,
+from .paths import (AUG_SUFFIX, EVIDENCE_FILE, FAMILIES, LOGS_ROOT, RECORD_FORMAT, REFERENCE_ROOT, RUNS_ROOT,
                     arch_key, method_from_safe, record_path, safe_method)
 from .records import (Curve, RecordError, Run, Summary, caption, curve, data_label, find_records,
                       load_run, load_runs, mean_std, select_runs, size_label, summarize)

@@ -76,9 +76,13 @@ class Notebook:
 
     def code_files(self, root: str | Path) -> list[str]:
         """The files matched by :attr:`code` under ``root``, relative to it, without repeats."""
-        files = [p.relative_to(root).as_posix()
-                 for g in self.code for p in sorted(Path(root).glob(g))]
-        return list(dict.fromkeys(files))
+        return code_files(self.code, root)
+
+
+def code_files(globs: tuple[str, ...], root: str | Path) -> list[str]:
+    """The files matched by ``globs`` under ``root``, relative to it, without repeats."""
+    files = [p.relative_to(root).as_posix() for g in globs for p in sorted(Path(root).glob(g))]
+    return list(dict.fromkeys(files))
 
 
 ACCURACY_NOTEBOOK = Notebook("notebooks/accuracy_tables.ipynb", RECORD_PARAMS)
@@ -95,15 +99,19 @@ GEOMETRY_NOTEBOOK = Notebook("notebooks/pcdeq_theory.ipynb", ("profile", "out_di
                              code=THEORY_CODE + REPORT_CODE, rule="theory_geometry", runtime=5)
 DYNAMICS_NOTEBOOK = Notebook("notebooks/linear_deq_dynamics.ipynb", ("profile", "out_dir"),
                              code=THEORY_CODE + REPORT_CODE, rule="theory_dynamics", runtime=5)
-CLAIMS_NOTEBOOK = Notebook("notebooks/claims.ipynb", ("sources", "data_root", "out_dir"),
+# The measurements of the trained models (C1, C2, C7, Figure 15's study) are computed once per
+# profile by the rule model_evidence (`python -m pcdeq evidence`, this code), written beside the
+# weights (paths.EVIDENCE_FILE); the claims and Figure 15 notebooks only read them.
+EVIDENCE_CODE: tuple[str, ...] = ("pcdeq/cli.py", "pcdeq/claims.py", "pcdeq/paper_claims/*.py",
+                                  "pcdeq/beyond_contraction.py", "pcdeq/numerics.py") + THEORY_CODE
+CLAIMS_NOTEBOOK = Notebook("notebooks/claims.ipynb", ("sources", "out_dir"),
                            code=REPORT_CODE + ("pcdeq/claims.py", "pcdeq/paper_claims/*.py",
-                                               "pcdeq/beyond_contraction.py", "pcdeq/numerics.py"),
-                           rule="claims_table", mem_mb=4000)
+                                               "pcdeq/beyond_contraction.py"),
+                           rule="claims_table", runtime=5)
 BEYOND_NOTEBOOK = Notebook(
-    "notebooks/beyond_contraction.ipynb", ("profile", "weights_dir", "weights", "data_root", "out_dir"),
-    code=REPORT_CODE + ("pcdeq/beyond_contraction.py", "pcdeq/claims.py", "pcdeq/paper_claims/*.py")
-    + THEORY_CODE,
-    rule="beyond_contraction", mem_mb=4000, runtime=15)
+    "notebooks/beyond_contraction.ipynb", ("profile", "weights_dir", "weights", "out_dir"),
+    code=REPORT_CODE + ("pcdeq/beyond_contraction.py", "pcdeq/claims.py", "pcdeq/paper_claims/*.py"),
+    rule="beyond_contraction", runtime=5)
 NOTEBOOKS: dict[str, Notebook] = {n.path: n for n in (
     ACCURACY_NOTEBOOK, DATASET_NOTEBOOK, HPARAM_NOTEBOOK, FIGURES_NOTEBOOK, STABLE_DEQS_NOTEBOOK,
     MULTISCALE_NOTEBOOK, GEOMETRY_NOTEBOOK, DYNAMICS_NOTEBOOK, CLAIMS_NOTEBOOK, BEYOND_NOTEBOOK)}

@@ -21,6 +21,9 @@ AUG_SUFFIX = "-aug"  # file-safe spelling of the "*" (augmented) in a method nam
 RUNS_ROOT = "runs"  # fresh runs of the workflow (git-ignored)
 REFERENCE_ROOT = "results"  # committed reference records (results/quick)
 LOGS_ROOT = "logs"
+# The measurements of a results folder's trained models (claims C1, C2, C7 and Figure 15), beside
+# its weights: <root>/model_evidence.json (``python -m pcdeq evidence``, rule model_evidence).
+EVIDENCE_FILE = "model_evidence.json"
 
 
 def safe_method(method: str) -> str:

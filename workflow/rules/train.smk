@@ -2,7 +2,8 @@
 
 
 # With runs_from: committed the records are read as committed: nothing is trained, and no rule
-# may write into results/<profile>/ (the train and reference_record rules would).
+# may write records or weights into results/<profile>/ (the train and reference_record rules
+# would); only model_evidence measures the committed weights there.
 if not COMMITTED:
 
     rule dataset:
@@ -81,6 +82,19 @@ if not COMMITTED:
             method=METHOD_WILDCARD,
             seed=r"\d+",
             ext="json|pt",
+        localrule: True
+        shell:
+            "cp {input:q} {output:q} 2> {log:q}"
+
+
+    rule reference_evidence:
+        """Copy the measurements of the fresh weights (model_evidence) beside the committed ones."""
+        input:
+            f"{RUNS}/{EVIDENCE_FILE}",
+        output:
+            f"{REFERENCE}/{EVIDENCE_FILE}",
+        log:
+            f"{LOGS}/reference/{EVIDENCE_FILE}.log",
         localrule: True
         shell:
             "cp {input:q} {output:q} 2> {log:q}"
