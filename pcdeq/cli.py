@@ -88,6 +88,11 @@ def _evidence(args) -> int:
     if missing:
         raise ConfigError(f"--weights: no such file: {', '.join(missing)} (train it first, or "
                           f"leave --weights out to measure every seed*.pt in {root}/)")
+    outside = [w for w in (args.weights or []) if not Path(w).is_relative_to(root)]
+    if outside:
+        raise ConfigError(f"--weights: not inside --dir {root}: {', '.join(outside)} (the evidence "
+                          f"names each file by its path below --dir; spell both alike, e.g. "
+                          f"--dir results/quick --weights results/quick/mnist5k/...)")
     src = claims.Source.load(args.profile, root, args.weights)
     settings = {"images_l": 64, "images_conv": 2, "n_starts": 20}
     ev = claims.model_evidence(src, data_root=args.data_root, **settings)

@@ -147,10 +147,11 @@ def _differences(old, new, where: str = "") -> list[str]:
     """Where two evidence files (JSON data) differ by more than float64 rounding between CPUs.
 
     Rounding differs in the last digits (~1e-16 relative); the measurements iterate to relative
-    steps of 1e-11 to 1e-12, which leaves at most ~1e-4 relative in a fitted rate or a ratio, so
-    floats agree within 1e-3 (absolute and relative), values below 1e-9 on both sides (distances
-    at rounding level) count as equal, and an iteration count may move by one step across the
-    tolerance; counts of starts, limits and images, flags and names must be equal.
+    steps of 1e-11 to 1e-12, so a practical margin of 1e-3 relative on every float leaves room
+    for that and still catches a changed model or method; values below 1e-9 on both sides
+    (distances at rounding level) count as equal, so :func:`_decisions` compares what the
+    verdicts test of them; an iteration count may move by one step across the tolerance; counts
+    of starts, limits and images, flags and names must be equal.
     """
     if isinstance(old, dict) and isinstance(new, dict):
         if old.keys() != new.keys():
@@ -168,8 +169,22 @@ def _differences(old, new, where: str = "") -> list[str]:
     elif math.isnan(old) or math.isnan(new) or math.isinf(old) or math.isinf(new):
         ok = (math.isnan(old) and math.isnan(new)) or old == new
     else:
-        ok = (max(abs(old), abs(new)) < 1e-9 or abs(old - new) <= 1e-3 * max(1.0, abs(old)))
+        ok = max(abs(old), abs(new)) < 1e-9 or abs(old - new) <= 1e-3 * max(abs(old), abs(new))
     return [] if ok else [f"{where}: {old!r} vs {new!r}"]
+
+
+def _decisions(d: dict) -> list[bool]:
+    """What the verdicts of C1, C2, C7 and Figure 15 test of a model's measurements, each a
+    comparison with its threshold (claims.THRESHOLDS; Banach's bound 1; W >= 0, x > 0)."""
+    t = claims.THRESHOLDS
+    return ([u["converged"] == u["starts"] and u["max_distance"] <= t["same_fixed_point"]
+             for u in d["uniqueness"]]
+            + [r["converged"] and r["worst_ratio"] < t["geometric_max_ratio"] for r in d["rates"]]
+            + [x for i in d["invariants"] for x in (i["min_w"] >= 0, i["min_x"] > 0, i["min_x"] >= 0,
+                                                     i["pairing_ok"], i["concave_ok"])]
+            + [x for s in d["scaled"] for m in s["measures"]
+               for x in (m["converged"] == m["starts"] * m["images"] and m["max_limits"] == 1,
+                         m["l2_bound"] < 1)])
 
 
 def _of_model(d: dict, method: str) -> dict:
@@ -185,8 +200,9 @@ def _of_model(d: dict, method: str) -> dict:
 def test_committed_evidence_is_what_the_code_measures(profile, dataset):
     """The committed model_evidence.json that the claims and Figure 15 read, remeasured on one
     model (pcDEQ-1-L-ReLU6, the cheapest) with its recorded settings, agrees within the
-    tolerance of :func:`_differences`; the same comparison flags small changes of a rate, an
-    iteration count and a number of limits (negative controls)."""
+    tolerance of :func:`_differences` and in every decision of :func:`_decisions`; the same
+    comparisons flag small changes of a rate, an iteration count, a number of limits and a
+    sign (negative controls)."""
     root = ROOT / "results" / profile
     committed = json.loads((root / claims.EVIDENCE_FILE).read_text())
     method = "pcDEQ-1-L-ReLU6"
@@ -194,13 +210,17 @@ def test_committed_evidence_is_what_the_code_measures(profile, dataset):
     ev = claims.model_evidence(claims.Source.load(profile, root, [str(w)]), **committed["settings"])
     old, new = _of_model(committed, method), _of_model(evidence_to_json(ev), method)
     assert old["uniqueness"] and old["rates"] and old["invariants"] and old["scaled"]
-    assert _differences(old, new) == []
+    assert _differences(old, new) == [] and _decisions(old) == _decisions(new)
     for key, change in (("rate", lambda x: x * 1.01), ("iters", lambda x: x + 2),
                         ("max_limits", lambda x: x + 1)):
         moved = json.loads(json.dumps(new))
         m = moved["scaled"][0]["measures"][0]  # s = 1: a fitted rate, a count
         m[key] = change(m[key])
         assert len(_differences(old, moved)) == 1, key
+    # below the rounding floor a value may move, but not across what a verdict tests
+    moved = json.loads(json.dumps(new))
+    moved["invariants"][0]["min_x"] = 0.0  # x > 0 broken for a pcDEQ-1 model
+    assert new["invariants"][0]["min_x"] > 0 and _decisions(old) != _decisions(moved)
 
 
 def test_evidence_command_refuses_bad_input_before_any_work(tmp_path, capsys):

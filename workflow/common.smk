@@ -281,13 +281,17 @@ def job_evidence(job: Job) -> list[str]:
     if not any(a.weights for a in job):
         return []
     dirs = [s["dir"] for s in claims_sources()] if CLAIMS_TABLE in job else [RUNS]
+    out = [f"{RUNS}/{EVIDENCE_FILE}"]
     for d in dirs[1:]:  # the other profiles' committed measurements: no rule here makes them
-        if not Path(d, EVIDENCE_FILE).is_file() and any(Path(d).glob("*/*/seed*.pt")):
+        if Path(d, EVIDENCE_FILE).is_file():
+            out.append(f"{d}/{EVIDENCE_FILE}")
+        elif any(Path(d).glob("*/*/seed*.pt")):
             # (as a missing input Snakemake would keep the committed claims table, silently)
             raise WorkflowError(
                 f"{d}/{EVIDENCE_FILE} is missing beside the weights in {d}/, and the claims read "
                 f"it: python -m pcdeq evidence --profile {Path(d).name} --dir {d}")
-    return [f"{d}/{EVIDENCE_FILE}" for d in dirs]
+        # no weights there: nothing to measure, the claims say "not testable here"
+    return out
 
 
 def job_code(job: Job) -> list[str]:

@@ -14,7 +14,7 @@ from .. import beyond_contraction as bc
 from ..data import DatasetMissing
 from ..errors import ConfigError
 from ..hparams import dataset_info, parse_method
-from ..report.paths import EVIDENCE_FILE
+from ..report.paths import EVIDENCE_FILE, REFERENCE_ROOT
 from ..report.records import Run
 from .claim import THRESHOLDS, UNTESTABLE, Claim, untestable, verdict
 from .fixed_points import (Invariants, Rate, Uniqueness, convergence_rate, invariants,
@@ -34,6 +34,7 @@ class ModelEvidence:
     images: dict[str, set[int]] = field(default_factory=dict)  # dataset -> test images used
     missing: list[str] = field(default_factory=list)  # why some weights could not be used
     scaled: "bc.Study | None" = None  # W scaled beyond contraction, with controls (Figure 15)
+    weights: dict[str, str] = field(default_factory=dict)  # file -> sha256, as measured
 
 
 def model_evidence(source: Source, *, data_root: str = "data", images_l: int = 64,
@@ -46,7 +47,8 @@ def model_evidence(source: Source, *, data_root: str = "data", images_l: int = 6
     settings, default those of Figure 15 with ``n_starts``) on the same files."""
     from ..train import load_trained
 
-    ev = ModelEvidence(source)
+    # fingerprinted before measuring: a file replaced meanwhile makes the evidence stale
+    ev = ModelEvidence(source, weights=weight_fingerprints(source))
     cache: dict = {}
     used: list[Path] = []
     for path in source.weights():
@@ -90,10 +92,16 @@ class EvidenceMissing(ConfigError):
     """No evidence file for a source's weights, or one computed from other weights."""
 
 
-def _fix(root: Path, profile: str) -> str:
-    return (f"compute it: `python -m pcdeq evidence --profile {profile} --dir {root}` (the "
-            f"workflow's rule model_evidence: `snakemake --cores 1 {root / EVIDENCE_FILE}` with "
-            f"the profile's --configfile)")
+def _fix(source: Source) -> str:
+    """The commands that (re)measure ``source``: directly, and by the workflow's rule."""
+    root, profile = source.root, source.profile
+    listed = ("" if source.weight_files is None
+              else " --weights " + " ".join(str(p) for p in source.weights()))
+    committed = root.parts[:1] == (REFERENCE_ROOT,)
+    rule = (f"snakemake --cores 1 --forcerun model_evidence {root / EVIDENCE_FILE} --configfile "
+            f"config/{profile}.yaml" + (" --config runs_from=committed" if committed else ""))
+    return (f"compute it: `python -m pcdeq evidence --profile {profile} --dir {root}{listed}` "
+            f"(or the workflow's rule: `{rule}`)")
 
 
 def weight_fingerprints(source: Source) -> dict[str, str]:
@@ -105,7 +113,7 @@ def weight_fingerprints(source: Source) -> dict[str, str]:
 def evidence_to_json(ev: ModelEvidence, settings: dict[str, Any] | None = None) -> dict:
     """``ev`` as plain JSON data, with the fingerprints of the weights it was measured on."""
     return {"format": EVIDENCE_FORMAT, "profile": ev.source.profile,
-            "weights": weight_fingerprints(ev.source), "settings": settings or {},
+            "weights": ev.weights, "settings": settings or {},
             "models": ev.models,
             "uniqueness": [asdict(u) for u in ev.uniqueness],
             "rates": [asdict(r) for r in ev.rates],
@@ -140,20 +148,20 @@ def load_evidence(source: Source, path: str | Path | None = None) -> ModelEviden
     path = Path(path) if path is not None else source.root / EVIDENCE_FILE
     if not path.is_file():
         if not source.weights():  # nothing to measure: the claims say "not testable"
-            return ModelEvidence(source)
+            return ModelEvidence(source, scaled=bc.Study(bc.Settings(), [], source.label()))
         raise EvidenceMissing(f"no model evidence {path} for the {len(source.weights())} weight "
-                              f"files in {source.root}/: " + _fix(source.root, source.profile))
+                              f"files in {source.root}/: " + _fix(source))
     d = json.loads(path.read_text())
     if d.get("format") != EVIDENCE_FORMAT:
         raise EvidenceMissing(f"{path} has format {d.get('format')!r}, this code reads "
-                              f"{EVIDENCE_FORMAT}: " + _fix(source.root, source.profile))
+                              f"{EVIDENCE_FORMAT}: " + _fix(source))
     now = weight_fingerprints(source)
     if d["weights"] != now:
         changed = sorted(set(now) ^ set(d["weights"]) | {k for k in set(now) & set(d["weights"])
                                                          if now[k] != d["weights"][k]})
         raise EvidenceMissing(f"{path} was measured on other weights than {source.root}/ holds "
                               f"now (added, removed or changed: {', '.join(changed)}): re"
-                              + _fix(source.root, source.profile))
+                              + _fix(source))
     return ModelEvidence(source, list(d["models"]),
                          [Uniqueness(**u) for u in d["uniqueness"]],
                          [Rate(**r) for r in d["rates"]],
@@ -161,7 +169,8 @@ def load_evidence(source: Source, path: str | Path | None = None) -> ModelEviden
                          {k: set(v) for k, v in d["images"].items()}, list(d["missing"]),
                          # the caption names the source's runs as they are now (more runs
                          # may have been committed since, beside the same weights)
-                         None if d["scaled"] is None else _study(d["scaled"], source.label()))
+                         None if d["scaled"] is None else _study(d["scaled"], source.label()),
+                         dict(d["weights"]))
 
 
 def format_distance(x: float) -> str:

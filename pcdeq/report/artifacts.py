@@ -103,7 +103,10 @@ DYNAMICS_NOTEBOOK = Notebook("notebooks/linear_deq_dynamics.ipynb", ("profile", 
 # profile by the rule model_evidence (`python -m pcdeq evidence`, this code), written beside the
 # weights (paths.EVIDENCE_FILE); the claims and Figure 15 notebooks only read them.
 EVIDENCE_CODE: tuple[str, ...] = ("pcdeq/cli.py", "pcdeq/claims.py", "pcdeq/paper_claims/*.py",
-                                  "pcdeq/beyond_contraction.py", "pcdeq/numerics.py") + THEORY_CODE
+                                  "pcdeq/beyond_contraction.py", "pcdeq/numerics.py",
+                                  # the models rebuilt from the weights, their test images
+                                  "pcdeq/train.py", "pcdeq/models.py", "pcdeq/multiscale_pcdeq.py",
+                                  "pcdeq/data.py") + THEORY_CODE
 CLAIMS_NOTEBOOK = Notebook("notebooks/claims.ipynb", ("sources", "out_dir"),
                            code=REPORT_CODE + ("pcdeq/claims.py", "pcdeq/paper_claims/*.py",
                                                "pcdeq/beyond_contraction.py"),
