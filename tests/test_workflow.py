@@ -212,9 +212,11 @@ def test_fashion_profile_dry_run(dry_runs):
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout + res.stderr
     counts = job_counts(out)
-    # L: 8 methods x 5 seeds; conv: 8 pcDEQ x 2 seeds, 5 baselines x 1 (method_seeds);
-    # multiscale: 5 models x 1 seed, MDEQ-MS and LipMDEQ-MS 2 (C10's Welch interval)
-    assert counts["train"] == 8 * 5 + 8 * 2 + 5 + 5 + 2 == 68
+    # L: 8 methods x 5 seeds; conv: 8 pcDEQ x 2 seeds, 5 baselines x 1 (method_seeds) and
+    # monDEQ-SC 2 (C6's Welch interval); multiscale: 5 models x 1 seed, MDEQ-MS and LipMDEQ-MS 2
+    # (C10's)
+    assert counts["train"] == 8 * 5 + 8 * 2 + 5 + 1 + 5 + 2 == 69
+    assert "runs/fashion/fashion_mnist/monDEQ-SC/seed1.json" in out
     assert "runs/fashion/fashion_mnist/LipMDEQ-MS/seed1.json" in out
     assert "runs/fashion/fashion_mnist/LipMDEQ-cert-MS/seed1.json" not in out
     assert counts["dataset"] == 1 and counts["claims_table"] == 1
