@@ -229,7 +229,7 @@ def claim_accuracy(src: Source) -> Claim:
             a = [r.final_acc for r in rs]
             w = welch_interval(a, b)
             if w is None:
-                missing.append(f"{method} ({len(a)} seeds) vs monDEQ-{arch} ({len(b)} seeds): "
+                missing.append(f"{method} ({_seeds(len(a))}) vs monDEQ-{arch} ({_seeds(len(b))}): "
                                "a Welch interval needs two seeds on each side")
                 continue
             d, lo, hi, _ = w
@@ -326,3 +326,7 @@ NOT_HERE = [
           "—", UNTESTABLE, "needs real SVHN and CIFAR-10 (not reachable offline here) and the "
           "paper profile's GPU hours (config/paper.yaml)"),
 ]
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" + ("" if n == 1 else "s")

@@ -102,7 +102,8 @@ DYNAMICS_NOTEBOOK = Notebook("notebooks/linear_deq_dynamics.ipynb", ("profile", 
 # The measurements of the trained models (C1, C2, C7, Figure 15's study) are computed once per
 # profile by the rule model_evidence (`python -m pcdeq evidence`, this code), written beside the
 # weights (paths.EVIDENCE_FILE); the claims and Figure 15 notebooks only read them.
-EVIDENCE_CODE: tuple[str, ...] = ("pcdeq/cli.py", "pcdeq/claims.py", "pcdeq/paper_claims/*.py",
+EVIDENCE_CODE: tuple[str, ...] = ("pcdeq/cli.py", "pcdeq/paper_claims/from_models.py",
+                                  "pcdeq/paper_claims/fixed_points.py", "pcdeq/paper_claims/sources.py",
                                   "pcdeq/beyond_contraction.py", "pcdeq/numerics.py",
                                   # the models rebuilt from the weights, their test images
                                   "pcdeq/train.py", "pcdeq/models.py", "pcdeq/multiscale_pcdeq.py",
