@@ -94,10 +94,9 @@ def _evidence(args) -> int:
                           f"names each file by its path below --dir; spell both alike, e.g. "
                           f"--dir results/quick --weights results/quick/mnist5k/...)")
     src = claims.Source.load(args.profile, root, args.weights)
-    settings = {"images_l": 64, "images_conv": 2, "n_starts": 20}
-    ev = claims.model_evidence(src, data_root=args.data_root, **settings)
+    ev = claims.model_evidence(src, data_root=args.data_root)  # the claims' default settings
     out = Path(args.out) if args.out else root / claims.EVIDENCE_FILE
-    claims.save_evidence(ev, out, settings)
+    claims.save_evidence(ev, out)
     n = 0 if ev.scaled is None else len(ev.scaled.series)
     print(f"{len(ev.models)} models, {len(ev.uniqueness)} DEQ layers, {n} scaled series"
           + (f"; skipped: {ev.missing}" if ev.missing else "") + f" -> {out}")

@@ -280,9 +280,9 @@ def job_evidence(job: Job) -> list[str]:
     for Figure 15, and for the claims also those committed for the other profiles."""
     if not any(a.weights for a in job):
         return []
-    dirs = [s["dir"] for s in claims_sources()] if CLAIMS_TABLE in job else [RUNS]
     out = [f"{RUNS}/{EVIDENCE_FILE}"]
-    for d in dirs[1:]:  # the other profiles' committed measurements: no rule here makes them
+    others = [s["dir"] for s in claims_sources()[1:]] if CLAIMS_TABLE in job else []
+    for d in others:  # the other profiles' committed measurements: no rule here makes them
         if Path(d, EVIDENCE_FILE).is_file():
             out.append(f"{d}/{EVIDENCE_FILE}")
         elif any(Path(d).glob("*/*/seed*.pt")):

@@ -8,7 +8,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from .. import beyond_contraction as bc
 from ..data import DatasetMissing
@@ -35,6 +35,7 @@ class ModelEvidence:
     missing: list[str] = field(default_factory=list)  # why some weights could not be used
     scaled: "bc.Study | None" = None  # W scaled beyond contraction, with controls (Figure 15)
     weights: dict[str, str] = field(default_factory=dict)  # file -> sha256, as measured
+    settings: dict[str, int] = field(default_factory=dict)  # model_evidence's images / starts
 
 
 def model_evidence(source: Source, *, data_root: str = "data", images_l: int = 64,
@@ -48,7 +49,8 @@ def model_evidence(source: Source, *, data_root: str = "data", images_l: int = 6
     from ..train import load_trained
 
     # fingerprinted before measuring: a file replaced meanwhile makes the evidence stale
-    ev = ModelEvidence(source, weights=weight_fingerprints(source))
+    ev = ModelEvidence(source, weights=weight_fingerprints(source),
+                       settings={"images_l": images_l, "images_conv": images_conv, "n_starts": n_starts})
     cache: dict = {}
     used: list[Path] = []
     for path in source.weights():
@@ -110,10 +112,10 @@ def weight_fingerprints(source: Source) -> dict[str, str]:
             for p in source.weights()}
 
 
-def evidence_to_json(ev: ModelEvidence, settings: dict[str, Any] | None = None) -> dict:
+def evidence_to_json(ev: ModelEvidence) -> dict:
     """``ev`` as plain JSON data, with the fingerprints of the weights it was measured on."""
     return {"format": EVIDENCE_FORMAT, "profile": ev.source.profile,
-            "weights": ev.weights, "settings": settings or {},
+            "weights": ev.weights, "settings": ev.settings,
             "models": ev.models,
             "uniqueness": [asdict(u) for u in ev.uniqueness],
             "rates": [asdict(r) for r in ev.rates],
@@ -130,10 +132,10 @@ def _study(d: dict, provenance: str) -> bc.Study:
     return bc.Study(st, series, provenance)
 
 
-def save_evidence(ev: ModelEvidence, path: str | Path, settings: dict[str, Any] | None = None) -> None:
+def save_evidence(ev: ModelEvidence, path: str | Path) -> None:
     """Write ``ev`` to ``path`` atomically (a reader never sees half a file)."""
     from ..train import atomic_write_json
-    atomic_write_json(Path(path), evidence_to_json(ev, settings))
+    atomic_write_json(Path(path), evidence_to_json(ev))
 
 
 def load_evidence(source: Source, path: str | Path | None = None) -> ModelEvidence:
@@ -170,7 +172,7 @@ def load_evidence(source: Source, path: str | Path | None = None) -> ModelEviden
                          # the caption names the source's runs as they are now (more runs
                          # may have been committed since, beside the same weights)
                          None if d["scaled"] is None else _study(d["scaled"], source.label()),
-                         dict(d["weights"]))
+                         dict(d["weights"]), dict(d["settings"]))
 
 
 def format_distance(x: float) -> str:
