@@ -25,7 +25,8 @@ from .paper_claims.fixed_points import (PAIRINGS, Invariants, LayerProblem, Rate
                                         test_images, uniqueness)
 from .paper_claims.from_models import (EVIDENCE_FILE, EvidenceMissing, ModelEvidence,
                                        claims_from_models, format_distance, load_evidence,
-                                       model_evidence, save_evidence, training_invariants)
+                                       model_evidence, remeasure_hint, save_evidence,
+                                       training_invariants)
 from .paper_claims.from_records import (NOT_HERE, Growth, claim_accuracy, claim_iterations_flat,
                                         claim_numerical_stability, claim_sigma_max,
                                         claim_sigmoid_iters, claims_from_records, growth,
@@ -41,5 +42,5 @@ __all__ = ["EVIDENCE_FILE", "EvidenceMissing", "FAILS", "HOLDS", "NOT_HERE", "OR
            "claim_numerical_stability", "claim_sigma_max", "claim_sigmoid_iters",
            "claims_from_models", "claims_from_records", "claims_table", "convergence_rate",
            "format_distance", "growth", "invariants", "layer_problems", "load_evidence", "load_sources",
-           "model_evidence", "save_evidence", "summary_table", "test_images", "training_invariants", "untestable",
+           "model_evidence", "remeasure_hint", "save_evidence", "summary_table", "test_images", "training_invariants", "untestable",
            "uniqueness", "verdict", "welch_interval", "windows"]

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from pcdeq import report
+from pcdeq.report import EVIDENCE_FILE, REFERENCE_ROOT
 from pcdeq.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,6 +93,9 @@ def dry_runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
     """Every Snakemake dry run of this file, started at once (each spends seconds importing)."""
     tmp = tmp_path_factory.mktemp("configs")
     clone = fresh_clone(tmp_path_factory.mktemp("clone"))
+    # the same, but the committed measurements of the fashion weights lost
+    no_evidence = fresh_clone(tmp_path_factory.mktemp("no_evidence"))
+    (no_evidence / REFERENCE_ROOT / "fashion" / EVIDENCE_FILE).unlink()
     cmds = {
         "paper": (snakemake_dry_run_cmd("all", "--configfile", "config/paper.yaml",
                                         "--printshellcmds"), ROOT),
@@ -119,6 +123,7 @@ def dry_runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
         "clone_smoke_committed": (snakemake_dry_run_cmd(
             "all", "--configfile", "config/smoke.yaml", "--config", "runs_from=committed",
             force=None), clone),
+        "no_fashion_evidence": (snakemake_dry_run_cmd("claims", force=None), no_evidence),
         "runs_from_typo": (snakemake_dry_run_cmd("all", "--config", "runs_from=commited"), ROOT),
     }
     for name, (edit, _) in BAD_CONFIGS.items():
@@ -541,6 +546,21 @@ def test_committed_records_missing_or_a_misspelt_mode_are_refused(dry_runs):
     assert "drop `--config runs_from=committed`" in res.stdout + res.stderr
     res = dry_runs["runs_from_typo"]
     assert res.returncode != 0 and "'commited' is not one of ['fresh', 'committed']" in res.stdout + res.stderr
+
+
+def test_claims_refuse_committed_weights_without_their_measurements(dry_runs):
+    """The quick claims read the fashion profile's committed evidence: with the file gone (and
+    the weights still there) the workflow stops before any job, naming the commands that
+    remeasure it, instead of keeping the committed claims table as if nothing had changed."""
+    res = dry_runs["no_fashion_evidence"]
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "Job stats" not in out
+    assert f"results/fashion/{EVIDENCE_FILE} is missing beside the weights" in out
+    assert "python -m pcdeq evidence --profile fashion --dir results/fashion`" in out
+    assert ("--forcerun model_evidence results/fashion/model_evidence.json --configfile "
+            "config/fashion.yaml --config runs_from=committed") in out
+    # the control: the same clone with the file in place plans the claims job
+    assert dry_runs["clone_claims_named"].returncode == 0
 
 
 # ----------------------------------------------------------------- the artifact registry

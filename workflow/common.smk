@@ -287,9 +287,9 @@ def job_evidence(job: Job) -> list[str]:
             out.append(f"{d}/{EVIDENCE_FILE}")
         elif any(Path(d).glob("*/*/seed*.pt")):
             # (as a missing input Snakemake would keep the committed claims table, silently)
-            raise WorkflowError(
-                f"{d}/{EVIDENCE_FILE} is missing beside the weights in {d}/, and the claims read "
-                f"it: python -m pcdeq evidence --profile {Path(d).name} --dir {d}")
+            from pcdeq.claims import Source, remeasure_hint
+            raise WorkflowError(f"{d}/{EVIDENCE_FILE} is missing beside the weights in {d}/, and "
+                                f"the claims read it; " + remeasure_hint(Source(Path(d).name, Path(d))))
         # no weights there: nothing to measure, the claims say "not testable here"
     return out
 

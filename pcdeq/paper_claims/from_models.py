@@ -94,8 +94,9 @@ class EvidenceMissing(ConfigError):
     """No evidence file for a source's weights, or one computed from other weights."""
 
 
-def _fix(source: Source) -> str:
-    """The commands that (re)measure ``source``: directly, and by the workflow's rule."""
+def remeasure_hint(source: Source) -> str:
+    """The commands that (re)measure ``source``: directly, and by the workflow's rule (which
+    the workflow's own refusal of a missing evidence file names too)."""
     root, profile = source.root, source.profile
     listed = ("" if source.weight_files is None
               else " --weights " + " ".join(str(p) for p in source.weights()))
@@ -152,18 +153,18 @@ def load_evidence(source: Source, path: str | Path | None = None) -> ModelEviden
         if not source.weights():  # nothing to measure: the claims say "not testable"
             return ModelEvidence(source, scaled=bc.Study(bc.Settings(), [], source.label()))
         raise EvidenceMissing(f"no model evidence {path} for the {len(source.weights())} weight "
-                              f"files in {source.root}/: " + _fix(source))
+                              f"files in {source.root}/: " + remeasure_hint(source))
     d = json.loads(path.read_text())
     if d.get("format") != EVIDENCE_FORMAT:
         raise EvidenceMissing(f"{path} has format {d.get('format')!r}, this code reads "
-                              f"{EVIDENCE_FORMAT}: " + _fix(source))
+                              f"{EVIDENCE_FORMAT}: " + remeasure_hint(source))
     now = weight_fingerprints(source)
     if d["weights"] != now:
         changed = sorted(set(now) ^ set(d["weights"]) | {k for k in set(now) & set(d["weights"])
                                                          if now[k] != d["weights"][k]})
         raise EvidenceMissing(f"{path} was measured on other weights than {source.root}/ holds "
                               f"now (added, removed or changed: {', '.join(changed)}): re"
-                              + _fix(source))
+                              + remeasure_hint(source))
     return ModelEvidence(source, list(d["models"]),
                          [Uniqueness(**u) for u in d["uniqueness"]],
                          [Rate(**r) for r in d["rates"]],
