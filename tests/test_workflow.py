@@ -855,6 +855,27 @@ def test_readme_shows_the_committed_artifacts_verbatim():
         assert (ROOT / image).is_file(), image
 
 
+def test_readme_names_every_artifact_and_its_target():
+    """A reader finds each artifact of the registry in the README's artifact table, and its
+    short name among the targets it lists: an artifact added to the registry without its row
+    (Figure 15 was one) fails here, naming it."""
+    text = (ROOT / "README.md").read_text()
+    table = text.split("| file | content |", 1)[1].split("\n\n", 1)[0]
+    listed = {Path(name).name for row in table.splitlines()
+              for name in re.findall(r"`([\w/]+)`", row.split(" | ")[0])}
+    for artifact in report.ARTIFACTS.values():
+        assert artifact.name in listed, f"README's artifact table has no row for {artifact.name}"
+    shorts = sorted({a.short for a in report.ARTIFACTS.values()},
+                    key=lambda n: (n.rstrip("0123456789"), int(n[len(n.rstrip("0123456789")):] or 0)))
+    targets = re.search(r"one artifact by its short paper name \((.*?);", text)
+    assert targets, "README lost the target list of `snakemake --cores 1 fig4`"
+    named = set(re.findall(r"`(\w+)`", targets[1]))
+    for kind in ("fig", "table"):  # "`fig2` ... `fig16`": the first and the last of each kind
+        of_kind = [n for n in shorts if n.startswith(kind) and n[len(kind):].isdigit()]
+        assert {of_kind[0], of_kind[-1]} <= named, (kind, of_kind, named)
+    assert {n for n in shorts if not n.rstrip("0123456789") in ("fig", "table")} <= named, named
+
+
 def test_claims_notebook_outputs_were_made_from_the_committed_records():
     """The claims notebook reads results/quick and results/fashion by default, so a record
     committed without re-running it leaves its stored outputs stale, and `pytest --nbval`
