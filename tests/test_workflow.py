@@ -211,16 +211,16 @@ def test_paper_profile_dry_run_lists_300_training_jobs_and_every_artifact(dry_ru
 
 def test_fashion_profile_dry_run(dry_runs):
     """Fashion-MNIST: L models (pcDEQ and the four L baselines) 5 seeds at the paper's
-    protocol, MC and SC 1 seed; MNIST-family artifacts only, into figures/fashion and
+    protocol, pcDEQ MC 2 seeds and SC 3, the conv baselines 1; MNIST-family artifacts only, into figures/fashion and
     tables/fashion; the data checked once before any training job; no theory notebooks."""
     res = dry_runs["fashion"]
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout + res.stderr
     counts = job_counts(out)
-    # L: 8 methods x 5 seeds; conv: 8 pcDEQ x 2 seeds, 5 baselines x 1 (method_seeds) and
-    # monDEQ-SC 2 (C6's Welch interval); multiscale: 5 models x 1 seed, MDEQ-MS and LipMDEQ-MS 2
-    # (C10's)
-    assert counts["train"] == 8 * 5 + 8 * 2 + 5 + 1 + 5 + 2 == 69
+    # L: 8 methods x 5 seeds; conv: 4 pcDEQ MC x 2 seeds, 4 pcDEQ SC x 3, 5 baselines x 1
+    # (method_seeds) and monDEQ-SC 2 (C6's Welch interval); multiscale: 5 models x 1 seed,
+    # MDEQ-MS and LipMDEQ-MS 2 (C10's)
+    assert counts["train"] == 8 * 5 + 4 * 2 + 4 * 3 + 5 + 1 + 5 + 2 == 73
     assert "runs/fashion/fashion_mnist/monDEQ-SC/seed1.json" in out
     assert "runs/fashion/fashion_mnist/LipMDEQ-MS/seed1.json" in out
     assert "runs/fashion/fashion_mnist/LipMDEQ-cert-MS/seed1.json" not in out
@@ -229,8 +229,9 @@ def test_fashion_profile_dry_run(dry_runs):
     assert counts["table"] == 5 and counts["figure"] == 7 and "theory_geometry" not in counts
     for m in ("pcDEQ-1-L-Tanh", "monDEQ-L", "DEQ-JR-L-Tanh", "LipDEQ-L-Tanh"):
         assert f"runs/fashion/fashion_mnist/{m}/seed4.json" in out
-    assert "runs/fashion/fashion_mnist/pcDEQ-1-SC-Tanh/seed1.json" in out
-    assert "runs/fashion/fashion_mnist/pcDEQ-1-SC-Tanh/seed2.json" not in out
+    assert "runs/fashion/fashion_mnist/pcDEQ-1-SC-Tanh/seed2.json" in out
+    assert "runs/fashion/fashion_mnist/pcDEQ-1-SC-Tanh/seed3.json" not in out
+    assert "runs/fashion/fashion_mnist/pcDEQ-1-MC-Tanh/seed2.json" not in out
     assert "runs/fashion/fashion_mnist/DEQ-SC-Tanh/seed0.json" in out
     assert "runs/fashion/fashion_mnist/DEQ-SC-Tanh/seed1.json" not in out
     for name in ("table1_mnist.md", "table8_stable_deqs.md", "claims.md"):
@@ -247,7 +248,7 @@ def test_fashion_profile_dry_run(dry_runs):
 
 def test_fashion_part_targets_split_its_training_jobs(dry_runs):
     """The README's part-only commands: l_runs, conv_runs and ms_runs train disjoint parts
-    of the fashion profile that together are all of its 68 training jobs, and nothing else."""
+    of the fashion profile that together are all of its 73 training jobs, and nothing else."""
     parts = {}
     for part in ("l_runs", "conv_runs", "ms_runs"):
         res = dry_runs[part]
@@ -259,7 +260,8 @@ def test_fashion_part_targets_split_its_training_jobs(dry_runs):
     assert all("-L-" in m or m.endswith("-L") for m in parts["l_runs"]) and len(parts["l_runs"]) == 8
     assert all(("-SC" in m or "-MC" in m) for m in parts["conv_runs"]) and len(parts["conv_runs"]) == 13
     counts = {p: job_counts(dry_runs[p].stdout + dry_runs[p].stderr)["train"] for p in parts}
-    assert counts == {"l_runs": 40, "conv_runs": 22, "ms_runs": 7}  # conv: 8 pcDEQ x 2, 5 baselines, monDEQ-SC seed 1
+    # conv: pcDEQ MC x 2 seeds, SC x 3, 5 baselines, monDEQ-SC seed 1
+    assert counts == {"l_runs": 40, "conv_runs": 4 * 2 + 4 * 3 + 5 + 1, "ms_runs": 7}
 
 
 QUEUE = "workflow/scripts/background_queue.sh"
