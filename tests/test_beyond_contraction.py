@@ -113,6 +113,7 @@ def test_claims_from_models_on_real_weights_can_come_out_either_way(tmp_path):
     assert rows["C1"].verdict == claims.HOLDS, rows["C1"].evidence
     assert "scaled W (Figure 15)" in rows["C1"].evidence and "flagged at s" in rows["C1"].evidence
     assert ev.scaled is not None and ev.scaled.controls()
+    assert set(ev.inputs) == {f"claims_inputs/{ds}.pt"}  # the images it iterated on
     # written once as data and read back (the claims and Figure 15 notebooks), it gives the
     # same claims, to the last character
     saved = tmp_path / claims.EVIDENCE_FILE
@@ -140,6 +141,34 @@ def test_claims_from_models_on_real_weights_can_come_out_either_way(tmp_path):
     rows = {c.key: c for c in claims.claims_from_models([ev])}
     assert rows["C1"].verdict == claims.FAILS, rows["C1"].evidence
     assert rows["C7"].verdict == claims.FAILS and "violated by pcDEQ-1-L-Tanh" in rows["C7"].evidence
+
+
+def test_evidence_is_refused_for_other_test_images(tmp_path):
+    """The measurements iterate on the test images in claims_inputs/: evidence saved beside
+    one set of images is refused once they change or go, naming the file, while the same
+    weights and images (the control) load."""
+    root = tmp_path / "results" / "quick"
+    weights = root / "mnist5k" / "pcDEQ-1-L-Tanh" / "seed0.pt"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes((QUICK / "mnist5k" / "pcDEQ-1-L-Tanh" / "seed0.pt").read_bytes())
+    images = root / "claims_inputs" / "mnist5k.pt"
+    images.parent.mkdir()
+    images.write_bytes((QUICK / "claims_inputs" / "mnist5k.pt").read_bytes())
+    src = claims.Source.load("quick", root)
+    from pcdeq.paper_claims.from_models import input_fingerprints, weight_fingerprints
+    claims.save_evidence(claims.ModelEvidence(src, weights=weight_fingerprints(src),
+                                              inputs=input_fingerprints(src)), root / claims.EVIDENCE_FILE)
+    assert claims.load_evidence(src).inputs == {"claims_inputs/mnist5k.pt": input_fingerprints(src)[
+        "claims_inputs/mnist5k.pt"]}
+    x = torch.load(images, weights_only=True)
+    x[0, 0, 0, 0] += 1  # one pixel of one image
+    torch.save(x, images)
+    with pytest.raises(claims.EvidenceMissing, match=r"other test images .*changed: "
+                                                      r"claims_inputs/mnist5k\.pt\): recompute it"):
+        claims.load_evidence(src)
+    images.unlink()
+    with pytest.raises(claims.EvidenceMissing, match=r"claims_inputs/mnist5k\.pt"):
+        claims.load_evidence(src)
 
 
 # ------------------------------------------------ the committed measurements, recomputed

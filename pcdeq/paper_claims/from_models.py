@@ -36,6 +36,7 @@ class ModelEvidence:
     scaled: "bc.Study | None" = None  # W scaled beyond contraction, with controls (Figure 15)
     weights: dict[str, str] = field(default_factory=dict)  # file -> sha256, as measured
     settings: dict[str, int] = field(default_factory=dict)  # model_evidence's images / starts
+    inputs: dict[str, str] = field(default_factory=dict)  # the test images' files -> sha256
 
 
 def model_evidence(source: Source, *, data_root: str = "data", images_l: int = 64,
@@ -80,6 +81,8 @@ def model_evidence(source: Source, *, data_root: str = "data", images_l: int = 6
     # empty where no model is studied (the claims then say "not testable"; Figure 15 is empty)
     ev.scaled = bc.study(used, bc.test_inputs(source.root, data_root),
                          scaled or bc.Settings(n_starts=n_starts), provenance=source.label())
+    # after measuring: a missing images file is written by the first model that reads it
+    ev.inputs = input_fingerprints(source)
     return ev
 
 
@@ -87,7 +90,7 @@ def model_evidence(source: Source, *, data_root: str = "data", images_l: int = 6
 # The measurements take minutes (Figure 15's scaled study above all), so the workflow makes
 # them once per profile (rule model_evidence: `python -m pcdeq evidence`) and writes them
 # beside the weights (EVIDENCE_FILE); the claims table and Figure 15 only read them.
-EVIDENCE_FORMAT = 1
+EVIDENCE_FORMAT = 2  # 2: with the fingerprints of the test images ("inputs")
 
 
 class EvidenceMissing(ConfigError):
@@ -107,16 +110,32 @@ def remeasure_hint(source: Source) -> str:
             f"(or the workflow's rule: `{rule}`)")
 
 
+def _fingerprints(root: Path, files: Sequence[Path]) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in files}
+
+
 def weight_fingerprints(source: Source) -> dict[str, str]:
     """sha256 of every weight file of ``source``, by its path relative to the source's root."""
-    return {p.relative_to(source.root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in source.weights()}
+    return _fingerprints(source.root, source.weights())
+
+
+def input_fingerprints(source: Source) -> dict[str, str]:
+    """sha256 of the test images the measurements iterate on (``claims_inputs/*.pt`` beside
+    the weights, see :func:`~pcdeq.paper_claims.fixed_points.test_images`): other images give
+    other limits and rates, so they are as much the evidence's input as the weights."""
+    return _fingerprints(source.root, sorted((source.root / "claims_inputs").glob("*.pt")))
+
+
+def _changed(then: dict[str, str], now: dict[str, str]) -> list[str]:
+    """The files added, removed or changed between two fingerprint maps."""
+    return sorted(set(now) ^ set(then) | {k for k in set(now) & set(then) if now[k] != then[k]})
 
 
 def evidence_to_json(ev: ModelEvidence) -> dict:
     """``ev`` as plain JSON data, with the fingerprints of the weights it was measured on."""
     return {"format": EVIDENCE_FORMAT, "profile": ev.source.profile,
-            "weights": ev.weights, "settings": ev.settings,
+            "weights": ev.weights, "inputs": ev.inputs, "settings": ev.settings,
             "models": ev.models,
             "uniqueness": [asdict(u) for u in ev.uniqueness],
             "rates": [asdict(r) for r in ev.rates],
@@ -145,8 +164,8 @@ def load_evidence(source: Source, path: str | Path | None = None) -> ModelEviden
 
     Raises:
         EvidenceMissing: no such file while the source has weights, or a file measured on
-            other weights (a weight file added, removed or retrained since); the message
-            names the command that recomputes it.
+            other weights (a weight file added, removed or retrained since) or other test
+            images; the message names the files and the command that recomputes it.
     """
     path = Path(path) if path is not None else source.root / EVIDENCE_FILE
     if not path.is_file():
@@ -158,13 +177,13 @@ def load_evidence(source: Source, path: str | Path | None = None) -> ModelEviden
     if d.get("format") != EVIDENCE_FORMAT:
         raise EvidenceMissing(f"{path} has format {d.get('format')!r}, this code reads "
                               f"{EVIDENCE_FORMAT}: " + remeasure_hint(source))
-    now = weight_fingerprints(source)
-    if d["weights"] != now:
-        changed = sorted(set(now) ^ set(d["weights"]) | {k for k in set(now) & set(d["weights"])
-                                                         if now[k] != d["weights"][k]})
-        raise EvidenceMissing(f"{path} was measured on other weights than {source.root}/ holds "
-                              f"now (added, removed or changed: {', '.join(changed)}): re"
-                              + remeasure_hint(source))
+    for kind, now in (("weights", weight_fingerprints(source)),
+                      ("test images", input_fingerprints(source))):
+        changed = _changed(d["weights" if kind == "weights" else "inputs"], now)
+        if changed:
+            raise EvidenceMissing(f"{path} was measured on other {kind} than {source.root}/ "
+                                  f"holds now (added, removed or changed: {', '.join(changed)}): "
+                                  "re" + remeasure_hint(source))
     return ModelEvidence(source, list(d["models"]),
                          [Uniqueness(**u) for u in d["uniqueness"]],
                          [Rate(**r) for r in d["rates"]],
@@ -173,7 +192,7 @@ def load_evidence(source: Source, path: str | Path | None = None) -> ModelEviden
                          # the caption names the source's runs as they are now (more runs
                          # may have been committed since, beside the same weights)
                          None if d["scaled"] is None else _study(d["scaled"], source.label()),
-                         dict(d["weights"]), dict(d["settings"]))
+                         dict(d["weights"]), dict(d["settings"]), dict(d["inputs"]))
 
 
 def format_distance(x: float) -> str:

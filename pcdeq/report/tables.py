@@ -305,7 +305,9 @@ def stable_deq_table(runs: Sequence[Run], profile: str) -> Table:
             if s.diverged:
                 runs_txt += f" (+{len(s.diverged)} diverged)"
             hits = sum(int(e.max_iter_hits or 0) for r in rs for e in r.epochs)
-            secs = [statistics.fmean(e.seconds for e in r.epochs) for r in ok if r.epochs]
+            # median over a run's epochs: one epoch paused or slowed by a co-running job on a
+            # shared machine (17-45 min against 1-4 in the fashion records) does not move it
+            secs = [statistics.median(e.seconds for e in r.epochs) for r in ok if r.epochs]
             rows.append([s.method, f"{s.n_params:,}", _pm(s.final) if ok else "diverged",
                          _first_last(ok, "fwd_iters"), _first_last(ok, "bwd_iters"), str(hits),
                          f"{statistics.fmean(secs):.1f}" if secs else "—",
@@ -321,6 +323,9 @@ def stable_deq_table(runs: Sequence[Run], profile: str) -> Table:
         "accuracy mean ± sample std over complete runs; iterations per training batch, averaged "
         "per epoch (monDEQ: Peaceman-Rachford iterations; MC: mean over the three layers); "
         "max_iter hits summed over runs, epochs, forward and backward solves, test included.",
+        "s / epoch: training time of an epoch (evaluation not included), the median over a "
+        "run's epochs, mean over runs, on the machine the record names (wall clock: another "
+        "job on the same cores slows it).",
         "σ_max(W): largest singular value of the effective W (L models; conv: the operator "
         "norm on the feature maps where the method computes it, LipDEQ). ‖J‖²_F / d: "
         "Hutchinson estimate at z* (DEQ-JR), mean over the last epoch's steps.",
