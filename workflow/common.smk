@@ -281,15 +281,16 @@ def job_evidence(job: Job) -> list[str]:
     if not any(a.weights for a in job):
         return []
     out = [f"{RUNS}/{EVIDENCE_FILE}"]
-    others = [s["dir"] for s in claims_sources()[1:]] if CLAIMS_TABLE in job else []
-    for d in others:  # the other profiles' committed measurements: no rule here makes them
+    others = claims_sources()[1:] if CLAIMS_TABLE in job else []
+    from pcdeq.claims import Source, remeasure_hint
+    for other in others:  # the other profiles' committed measurements: no rule here makes them
+        d, src = other["dir"], Source(other["profile"], Path(other["dir"]))
         if Path(d, EVIDENCE_FILE).is_file():
             out.append(f"{d}/{EVIDENCE_FILE}")
-        elif any(Path(d).glob("*/*/seed*.pt")):
+        elif src.weights():  # the records' layout of weights, as load_evidence sees them
             # (as a missing input Snakemake would keep the committed claims table, silently)
-            from pcdeq.claims import Source, remeasure_hint
             raise WorkflowError(f"{d}/{EVIDENCE_FILE} is missing beside the weights in {d}/, and "
-                                f"the claims read it; " + remeasure_hint(Source(Path(d).name, Path(d))))
+                                f"the claims read it; " + remeasure_hint(src))
         # no weights there: nothing to measure, the claims say "not testable here"
     return out
 

@@ -177,9 +177,9 @@ def load_evidence(source: Source, path: str | Path | None = None) -> ModelEviden
     if d.get("format") != EVIDENCE_FORMAT:
         raise EvidenceMissing(f"{path} has format {d.get('format')!r}, this code reads "
                               f"{EVIDENCE_FORMAT}: " + remeasure_hint(source))
-    for kind, now in (("weights", weight_fingerprints(source)),
-                      ("test images", input_fingerprints(source))):
-        changed = _changed(d["weights" if kind == "weights" else "inputs"], now)
+    for key, kind, now in (("weights", "weights", weight_fingerprints(source)),
+                           ("inputs", "test images", input_fingerprints(source))):
+        changed = _changed(d[key], now)
         if changed:
             raise EvidenceMissing(f"{path} was measured on other {kind} than {source.root}/ "
                                   f"holds now (added, removed or changed: {', '.join(changed)}): "
