@@ -474,7 +474,7 @@ class MDEQ(SolveStats, nn.Module):
         for blk in f.blocks:
             inner = c(blk.gn2) * T(blk.conv2) * s * c(blk.gn1) * T(blk.conv1)
             L_b.append(c(blk.gn3) * s * (((1 - a) + a * inner) if a > 0 else (1 + inner)))
-        M = torch.zeros(n, n, dtype=torch.float64)
+        M = torch.zeros(n, n, dtype=torch.float64, device="cpu")  # a few floats: host-side
         for i in range(n):
             post = s * T(f.post_conv[i]) * c(f.post_gn[i])
             for j in range(n):

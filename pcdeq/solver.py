@@ -308,7 +308,7 @@ def jacobian_spectral_norm(f: Callable[[Tensor], Tensor], z: Tensor, iters: int 
     """
     z = z.detach()
     g = torch.Generator(device="cpu").manual_seed(seed)
-    v = torch.randn(z.shape, generator=g, dtype=z.dtype).to(z.device)
+    v = torch.randn(z.shape, generator=g, dtype=z.dtype, device="cpu").to(z.device)
     v = v / v.flatten(1).norm(dim=1).view(-1, *([1] * (z.dim() - 1)))
     _, vjp_fn = torch.func.vjp(f, z)
     sigma = z.new_zeros(z.shape[0])

@@ -105,12 +105,26 @@ def test_the_cases_cover_every_family_and_architecture():
     assert {parse_method(m).variant for m in gpu_check.CASES if parse_method(m).is_pcdeq} == {1, 2}
 
 
+# The multiscale models (Table 10) are not cases of the GPU check (its reference is the paper's
+# families); their code path is checked here all the same.
+MULTISCALE = ("MDEQ-MS", "LipMDEQ-MS", "LipMDEQ-cert-MS", "pcDEQ-1-MS-Tanh", "pcDEQ-2-MS-Sigmoid")
+
+
+def test_the_multiscale_cases_cover_every_family_with_a_multiscale_model():
+    from pcdeq.hparams import METHOD_FAMILIES
+    want = {f.name for f in METHOD_FAMILIES.values() if "MS" in f.archs}
+    assert {parse_method(m).family for m in MULTISCALE} == want
+    assert all(parse_method(m).arch == "MS" for m in MULTISCALE)
+
+
 @pytest.mark.filterwarnings("ignore:.*hit max_iter:RuntimeWarning")
-@pytest.mark.parametrize("method", gpu_check.CASES)
+@pytest.mark.parametrize("method", gpu_check.CASES + MULTISCALE)
 def test_training_and_evaluation_create_no_tensor_without_a_device(tmp_path, method):
     # Built (data loaded, model initialized) on the CPU default; a short max_iter: placement,
     # not convergence, is tested (monDEQ's alpha tuning would otherwise solve to 300 per trial).
-    tr = _trainer(tmp_path, method, max_iter=25)
+    # MDEQ's first epochs are unrolled (its pretraining): one more reaches its implicit path
+    epochs = 1 + (hyperparameters("mnist5k", method).pretrain_epochs or 0)
+    tr = _trainer(tmp_path, method, max_iter=25, epochs=epochs)
     xb, yb = next(batches(tr.train_split, tr.hp.batch_size))
     with default_device("meta"):
         # One optimizer step on a preprocessed slice, then a whole run: batching with
@@ -121,9 +135,11 @@ def test_training_and_evaluation_create_no_tensor_without_a_device(tmp_path, met
     assert logits.device.type == "cpu" and loss.device.type == "cpu"
     assert torch.isfinite(logits).all() and torch.isfinite(loss)
     assert rec["status"] == "complete" and rec["device"] == "cpu"
-    (e,) = rec["epochs"]
+    assert len(rec["epochs"]) == epochs
+    e = rec["epochs"][-1]
     for k in ("train_loss", "train_acc", "test_loss", "test_acc", "fwd_iters", "bwd_iters",
-              "test_fwd_iters", "sigma_max", "min_weight", "min_input", "jac_fro2", "alpha"):
+              "test_fwd_iters", "sigma_max", "min_weight", "min_input", "jac_fro2", "alpha",
+              "jac_norm", "jac_bound"):
         assert _finite(e.get(k)), (k, e.get(k))
     assert e["fwd_iters"] >= 1 and e["bwd_iters"] >= 1 and 0 <= e["test_acc"] <= 100
     assert all(p.device.type == "cpu" for p in tr.model.parameters())

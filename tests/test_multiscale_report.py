@@ -16,13 +16,14 @@ PARAMS = {"MDEQ-MS": 131634, "LipMDEQ-MS": 131634, "LipMDEQ-cert-MS": 131634,
           "pcDEQ-1-MS-Tanh": 129242, "pcDEQ-2-MS-Sigmoid": 129242}
 
 
-def _run(method: str, seed: int, acc: float, seconds: float, jac=(0.5, 0.5), bound=None,
-         fwd=(10.0, 12.0), bwd=(8.0, 9.0), train_acc: float | None = None) -> Run:
+def _run(method: str, seed: int, acc: float, seconds: float | tuple, jac=(0.5, 0.5), bound=None,
+         fwd=(10.0, 12.0, 12.0), bwd=(8.0, 9.0, 9.0), train_acc: float | None = None) -> Run:
     train_acc = acc if train_acc is None else train_acc
+    secs = seconds if isinstance(seconds, tuple) else (seconds,) * len(jac)
     epochs = tuple(EpochRecord.from_json(
         {"epoch": i + 1, "train_loss": 0.1, "train_acc": train_acc, "test_loss": 0.1, "test_acc": acc,
          "fwd_iters": fwd[i], "bwd_iters": bwd[i], "test_fwd_iters": fwd[i], "sigma_max": None,
-         "jac_norm": jac[i], **({"jac_bound": bound[i]} if bound else {}), "seconds": seconds},
+         "jac_norm": jac[i], **({"jac_bound": bound[i]} if bound else {}), "seconds": secs[i]},
         f"epochs[{i}]") for i in range(len(jac)))
     data = {"family": "mnist", "synthetic": False, "description": "test data", "n_train": 100,
             "n_test": 10}
@@ -58,6 +59,22 @@ def test_summaries_read_seconds_accuracy_and_jacobian_per_seed():
     assert vs.speedup == pytest.approx(4.0)
     assert vs.acc_diff == pytest.approx(-0.1)
     assert vs.acc_low < -0.1 < vs.acc_high and (vs.n, vs.n_ref) == (2, 2)
+
+
+def test_seconds_per_epoch_is_each_seeds_median_epoch():
+    """One epoch paused (or slowed by a job on the same core) must not move s / epoch or
+    C10's speed-up: MDEQ's seeds with a 10x epoch still read 40 s, so LipMDEQ is x4.00 (the
+    mean would read 160 s and x16.00)."""
+    runs = [r for r in _runs() if r.method != "MDEQ-MS"] + [
+        _run("MDEQ-MS", s, a, (40.0, 400.0, 40.0), jac=(3.0, 5.0, 5.0))
+        for s, a in enumerate((88.5, 88.7))]
+    sums = {s.method: s for s in multiscale_summaries(runs)}
+    assert sums["MDEQ-MS"].seconds == [40.0, 40.0]
+    assert versus_reference(sums["LipMDEQ-MS"], sums["MDEQ-MS"]).speedup == pytest.approx(4.0)
+    t = report.make_table("table10_multiscale", runs, "quick")
+    rows = {r[0]: dict(zip(t.header, r)) for r in t.rows}
+    assert rows["MDEQ-MS"]["s / epoch"] == "40.0"
+    assert rows["LipMDEQ-MS"]["Speed-up vs MDEQ"] == "×4.00"
 
 
 def test_table10_rows_and_columns():

@@ -38,7 +38,7 @@ class MultiscaleSummary:
         for r in self.runs:
             vals = [v for v in r.series(key) if v is not None]
             if vals:
-                out.append(vals[-1] if last else statistics.fmean(vals))
+                out.append(vals[-1] if last else statistics.median(vals))
         return out
 
     @property
@@ -48,7 +48,11 @@ class MultiscaleSummary:
 
     @property
     def seconds(self) -> list[float]:
-        """Mean training seconds per epoch, per seed (evaluation not included)."""
+        """Training seconds of a seed's median epoch, per seed (evaluation not included).
+
+        The median, as Table 8's: one epoch paused or slowed by a co-running job on a shared
+        core moves a run's mean, not its median.
+        """
         return self._per_run("seconds", last=False)
 
     @property
@@ -102,7 +106,8 @@ class VersusReference:
     """A multiscale method beside MDEQ on the same data.
 
     Attributes:
-        speedup: MDEQ's mean training seconds per epoch / this method's (> 1: faster).
+        speedup: MDEQ's training seconds per epoch (mean over seeds of each seed's median
+            epoch) / this method's (> 1: faster).
         acc_diff: mean final accuracy, this method − MDEQ [points].
         acc_low, acc_high: its 95% Welch interval (None with fewer than 2 seeds a side).
         n, n_ref: seeds of each side.

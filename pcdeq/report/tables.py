@@ -394,7 +394,8 @@ def multiscale_table(runs: Sequence[Run], profile: str) -> Table:
         "averaged per epoch; max_iter hits summed over runs, epochs, forward and backward solves, "
         "test included.",
         "s / epoch: training time of an epoch (evaluation and the Jacobian norm not included), "
-        "mean over epochs and runs, on the machine the record names; speed-up: MDEQ-MS's s / "
+        "each run's median epoch (one paused epoch moves a mean, not the median), mean over "
+        "runs, on the machine the record names; speed-up: MDEQ-MS's s / "
         "epoch divided by the row's (MDEQ's includes its unrolled pre-training epoch, part of "
         "its protocol).",
         "‖J_f(z*)‖₂: the spectral norm of the equilibrium map's Jacobian at the fixed point, on "
