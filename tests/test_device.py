@@ -122,7 +122,9 @@ def test_the_multiscale_cases_cover_every_family_with_a_multiscale_model():
 def test_training_and_evaluation_create_no_tensor_without_a_device(tmp_path, method):
     # Built (data loaded, model initialized) on the CPU default; a short max_iter: placement,
     # not convergence, is tested (monDEQ's alpha tuning would otherwise solve to 300 per trial).
-    # MDEQ's first epochs are unrolled (its pretraining): one more reaches its implicit path
+    # MDEQ's first epochs are unrolled (its pretraining): one more epoch runs the implicit path
+    # inside train_epoch and evaluate too (iteration statistics, test_fwd_iters), not only in
+    # the single train_step below
     epochs = 1 + (hyperparameters("mnist5k", method).pretrain_epochs or 0)
     tr = _trainer(tmp_path, method, max_iter=25, epochs=epochs)
     xb, yb = next(batches(tr.train_split, tr.hp.batch_size))

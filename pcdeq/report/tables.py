@@ -396,8 +396,8 @@ def multiscale_table(runs: Sequence[Run], profile: str) -> Table:
         "s / epoch: training time of an epoch (evaluation and the Jacobian norm not included), "
         "each run's median epoch (one paused epoch moves a mean, not the median), mean over "
         "runs, on the machine the record names; speed-up: MDEQ-MS's s / "
-        "epoch divided by the row's (MDEQ's includes its unrolled pre-training epoch, part of "
-        "its protocol).",
+        "epoch divided by the row's (MDEQ's median epoch is an implicit one; its unrolled "
+        "pre-training epoch, part of its protocol, is one of its epochs).",
         "‖J_f(z*)‖₂: the spectral norm of the equilibrium map's Jacobian at the fixed point, on "
         "the first test batch, every epoch (power iteration with JVP / VJP): the Lipschitz "
         "constant the trained map realises there; last epoch mean over runs (max over runs and "
