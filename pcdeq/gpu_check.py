@@ -169,8 +169,7 @@ def _median_seconds(path: Path, key: str = "seconds") -> float | None:
         rec = RunRecord.load(path)
     except RecordError:
         return None
-    vals = [v for e in rec.epochs if (v := e.value(key)) is not None]
-    return statistics.median(vals) if vals else None
+    return rec.median(key)
 
 
 def timing_table(reference: Path, fresh: Path, methods: Sequence[str], seeds: Sequence[int],

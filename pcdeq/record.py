@@ -11,6 +11,7 @@ a record read and written again is byte-identical.
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -291,6 +292,15 @@ class RunRecord:
         """Per-epoch values of the metric ``key`` (an :class:`EpochRecord` field; None where
         the record has null or lacks it)."""
         return [None if e.value(key) is None else float(e.value(key)) for e in self.epochs]
+
+    def median(self, key: str) -> float | None:
+        """The median over the epochs of the metric ``key`` (None where no epoch has it).
+
+        What the artifacts print as a run's ``seconds`` per epoch: one epoch paused or slowed
+        by a co-running job on a shared core moves a mean, not the median.
+        """
+        vals = [v for v in self.series(key) if v is not None]
+        return statistics.median(vals) if vals else None
 
     @property
     def family(self) -> str:

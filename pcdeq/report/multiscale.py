@@ -33,12 +33,13 @@ class MultiscaleSummary:
     diverged: tuple[int, ...]  # seeds whose run diverged (left out of every number)
     epochs: int
 
-    def _per_run(self, key: str, last: bool) -> list[float]:
+    def _last(self, key: str) -> list[float]:
+        """The last recorded value of ``key``, per seed (seeds without one left out)."""
         out = []
         for r in self.runs:
             vals = [v for v in r.series(key) if v is not None]
             if vals:
-                out.append(vals[-1] if last else statistics.median(vals))
+                out.append(vals[-1])
         return out
 
     @property
@@ -48,22 +49,19 @@ class MultiscaleSummary:
 
     @property
     def seconds(self) -> list[float]:
-        """Training seconds of a seed's median epoch, per seed (evaluation not included).
-
-        The median, as Table 8's: one epoch paused or slowed by a co-running job on a shared
-        core moves a run's mean, not its median.
-        """
-        return self._per_run("seconds", last=False)
+        """Training seconds of a seed's median epoch (:meth:`RunRecord.median`, as Table 8's),
+        per seed (evaluation not included)."""
+        return [v for r in self.runs if (v := r.median("seconds")) is not None]
 
     @property
     def jac_last(self) -> list[float]:
         """‖J_f(z*)‖₂ of the last epoch, per seed."""
-        return self._per_run("jac_norm", last=True)
+        return self._last("jac_norm")
 
     @property
     def bound_last(self) -> list[float]:
         """The certified product bound of the last epoch, per seed (LipMDEQ)."""
-        return self._per_run("jac_bound", last=True)
+        return self._last("jac_bound")
 
     def jac_values(self) -> list[float]:
         """‖J_f(z*)‖₂ of every recorded epoch of every seed."""

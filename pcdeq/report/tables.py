@@ -305,9 +305,8 @@ def stable_deq_table(runs: Sequence[Run], profile: str) -> Table:
             if s.diverged:
                 runs_txt += f" (+{len(s.diverged)} diverged)"
             hits = sum(int(e.max_iter_hits or 0) for r in rs for e in r.epochs)
-            # median over a run's epochs: one epoch paused or slowed by a co-running job on a
-            # shared machine (17-45 min against 1-4 in the fashion records) does not move it
-            secs = [statistics.median(e.seconds for e in r.epochs) for r in ok if r.epochs]
+            # a run's median epoch: one paused 17-45 min epoch (against 1-4) does not move it
+            secs = [v for r in ok if (v := r.median("seconds")) is not None]
             rows.append([s.method, f"{s.n_params:,}", _pm(s.final) if ok else "diverged",
                          _first_last(ok, "fwd_iters"), _first_last(ok, "bwd_iters"), str(hits),
                          f"{statistics.fmean(secs):.1f}" if secs else "—",
