@@ -287,8 +287,8 @@ def reshaped_sigma(module: nn.Module, W: Tensor) -> Tensor:
     kernel can exceed by up to about 3x (:func:`conv_norm`)."""
     Wm = W.reshape(W.shape[0], -1)
     u = module.u_for_spectral_norm  # registered by MDEQ as zeros: drawn at first use
-    if not u.any():
-        u.copy_(F.normalize(torch.randn(W.shape[0], device=W.device, dtype=W.dtype), dim=0))
+    if not u.any():  # drawn on the CPU generator: a CUDA run starts from the CPU run's vector
+        u.copy_(F.normalize(torch.randn(W.shape[0], dtype=W.dtype, device="cpu"), dim=0))
     v = F.normalize(Wm.t() @ u, dim=0)
     u = F.normalize(Wm @ v, dim=0)
     module.u_for_spectral_norm.copy_(u)
