@@ -248,6 +248,9 @@ class JacobianRegularizer(nn.Module):
         """||eps^T J_f(z)||^2 / numel(z), eps ~ N(0, I): unbiased for the batch mean of
         ||J_f||_F^2 / d."""
         z = z.detach().requires_grad_()
+        # On the run's device, as the reference's jac_loss_estimate: a z-sized draw on the CPU
+        # would cost a host-to-device copy every step, so a CUDA run's probe vectors (not its
+        # apply decisions, below) differ from the CPU run's, like another seed's.
         eps = torch.randn_like(z)
         with torch.enable_grad():
             vjp = torch.autograd.grad(f(z), z, eps, create_graph=create_graph)[0]

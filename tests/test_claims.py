@@ -4,6 +4,7 @@ and say "not testable here" with what is missing rather than fail or skip."""
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 import pytest
@@ -154,7 +155,13 @@ def test_growth_interval_is_over_seeds_of_the_log_ratio():
     start = next(x for x in claims.growth(runs) if x.window == "start")
     assert start.ratios == pytest.approx((1.2, 1.3, 1.4))
     assert start.mean == pytest.approx((1.2 * 1.3 * 1.4) ** (1 / 3))
-    assert start.lo < start.mean < start.hi
+    # the t interval of the mean log ratio (2 dof: t_0.975 in closed form), exponentiated;
+    # an interval of the raw ratios or another quantile would miss these
+    logs = [math.log(r) for r in (1.2, 1.3, 1.4)]
+    t975 = 0.95 / math.sqrt(2 * 0.975 * 0.025)  # Student's t, 2 dof: (2p-1) / sqrt(2p(1-p))
+    h = t975 * statistics.stdev(logs) / math.sqrt(3)
+    assert (start.lo, start.hi) == pytest.approx(
+        (math.exp(statistics.fmean(logs) - h), math.exp(statistics.fmean(logs) + h)), rel=1e-9)
 
 
 def test_sigmoid_iters_is_the_max_over_seeds_epochs_and_counts():

@@ -18,7 +18,6 @@ import json
 import math
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -176,14 +175,11 @@ def test_augmentation_and_shuffling_create_no_tensor_without_a_device():
 # ------------------------------------------------------------------ the GPU check
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible: the check would run")
 def test_gpu_check_without_cuda_exits_2_at_once(tmp_path):
-    t = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "pcdeq", "gpu-check", "--out", str(tmp_path / "out")],
                        capture_output=True, text=True, cwd=tmp_path)
-    took = time.perf_counter() - t
     assert r.returncode == 2, r.stderr
     assert "no CUDA GPU visible to torch" in r.stderr and "machine with a GPU" in r.stderr
-    assert took < 20, took
-    assert not (tmp_path / "out").exists()  # no work done
+    assert not (tmp_path / "out").exists()  # at once: nothing written, no run started
 
 
 def test_committed_reference_covers_every_case_with_the_check_sizes():
@@ -238,18 +234,15 @@ def test_gpu_check_pipeline_end_to_end_on_the_cpu_with_torch_and_core_only(tmp_p
             "from pcdeq.cli import main\n"
             "sys.exit(main(sys.argv[1:]))\n")
     out = tmp_path / "out"
-    t = time.perf_counter()
     r = subprocess.run([sys.executable, "-c", code, "gpu-check", "--device", "cpu", "--threads", "1",
                         "--only", "pcDEQ-1-L-ReLU6", "--seeds", "0", "--out", str(out)],
                        capture_output=True, text=True, cwd=tmp_path)
-    took = time.perf_counter() - t
     assert r.returncode == 0, r.stdout + r.stderr
     assert "PASS" in r.stdout and "| pcDEQ-1-L-ReLU6 |" in r.stdout and "speed-up" in r.stdout
     assert "use_deterministic_algorithms=True" in r.stdout
     rec = json.loads(gpu_check.record_file(out, "pcDEQ-1-L-ReLU6", 0).read_text())
     assert rec["status"] == "complete" and len(rec["epochs"]) == gpu_check.SIZES["L"].epochs
     assert (out / "report.md").exists()
-    assert took < 40, took
 
 
 def test_gpu_check_refuses_bad_input_before_any_work(tmp_path):
