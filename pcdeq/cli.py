@@ -7,6 +7,7 @@ import sys
 
 from .hparams import (DATASETS, METHOD_FAMILIES, PAPER_DATASET_NAMES, ConfigError,
                       baseline_methods, paper_methods)
+from .record import RecordError
 
 
 def _positive_int(s: str) -> int:
@@ -178,6 +179,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{rec.method} on {rec.dataset} seed {rec.seed}: final test acc "
               f"{last.test_acc:.2f}% after {last.epoch} epochs -> {args.out}")
         return 0
-    except ConfigError as e:
+    except (ConfigError, RecordError) as e:  # bad input, or a record evidence cannot read
         print(f"error: {e}", file=sys.stderr)
         return 2

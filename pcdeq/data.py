@@ -122,10 +122,10 @@ def _mnist_like(root: Path, folder: str, tv_class: str, extra_dirs: list[Path],
 
 def _download(tv_class: str, root: Path, where: Path, files: list[str], hint: str = "",
               **kw) -> None:
-    """Let torchvision download a dataset; offline, fail with what to put where."""
-    import torchvision
-
+    """Let torchvision download a dataset; offline (or without torchvision), fail with what
+    to put where."""
     try:
+        import torchvision
         getattr(torchvision.datasets, tv_class)(str(root), download=True, **kw)
     except Exception as e:  # network errors come in many types
         raise DatasetMissing(

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from .files import atomic_write_text
 from .record import RecordError, RunRecord
 
 REPO = Path(__file__).resolve().parents[1]
@@ -310,7 +311,7 @@ def run_check(*, out: Path, reference: Path, data_root: Path, methods: Sequence[
     over = f" (over the {TIME_BUDGET_S // 60} min budget)" if total > TIME_BUDGET_S else ""
     print(f"finished in {int(total // 60)} min {total % 60:.0f} s{over}; exit status {code}")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(
+    atomic_write_text(out / "report.md", 
         "\n".join(environment_lines(device)) + "\n\n" + detail
         + f"\n## Seconds per epoch, {label} against the CPU reference\n\n{table}\n"
         + (("\nFailed runs:\n" + "\n".join(f"- {f}" for f in failed) + "\n") if failed else "")

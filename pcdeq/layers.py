@@ -238,8 +238,8 @@ class JacobianRegularizer(nn.Module):
 
     def __init__(self, weight: float = 1.0, prob: float = 0.4) -> None:
         super().__init__()
-        if weight < 0 or not 0 <= prob <= 1:
-            raise ConfigError(f"Jacobian regularization needs weight >= 0 and 0 <= prob <= 1, "
+        if not 0 <= weight < math.inf or not 0 <= prob <= 1:
+            raise ConfigError(f"Jacobian regularization needs a finite weight >= 0 and 0 <= prob <= 1, "
                               f"got weight {weight}, prob {prob}")
         self.weight, self.prob = weight, prob
 

@@ -9,23 +9,22 @@ CPU the finished record equals an uninterrupted run's.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import platform
+import re
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from .data import Dataset, Preprocess, batches, load_dataset
 from .errors import ConfigError
+from .files import atomic_torch_save, atomic_write_json
 from .families import METHOD_FAMILIES, family_of, hyperparameters, parse_method
 from .hparams import HParams, dataset_info
 from .models import DEQClassifier, build_model, capturing_inputs, n_params
@@ -103,8 +102,8 @@ def resolve_hparams(cfg: RunConfig) -> HParams:
     over = {k: getattr(cfg, k) for k in ("epochs", "lr", "tol", "max_iter", "batch_size")
             if getattr(cfg, k) is not None}
     for k, v in over.items():
-        if not v > 0:
-            raise ConfigError(f"--{k.replace('_', '-')} must be positive, got {v}")
+        if not (v > 0 and math.isfinite(v)):  # nan and inf would train, then diverge
+            raise ConfigError(f"--{k.replace('_', '-')} must be a positive finite number, got {v}")
     family = family_of(cfg.method)
     for k in dict.fromkeys(k for f in METHOD_FAMILIES.values() for k in f.flags):
         v = getattr(cfg, k)
@@ -156,40 +155,42 @@ def make_scheduler(opt: torch.optim.Optimizer, hp: HParams,
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device of ``--device``: auto (CUDA if visible, else the CPU), cpu, cuda or
+    cuda:N with N a GPU torch sees.
+
+    Raises:
+        ConfigError: another name, or a CUDA device torch does not see.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA GPU; use --device cpu or auto")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda[:N]")
+    if name != "cpu" and not re.fullmatch(r"cuda(:\d+)?", name):
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N (N = 0, 1, ...)")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA GPU; use --device cpu or auto")
+        n = torch.cuda.device_count()
+        if ":" in name and int(name[5:]) >= n:
+            raise ConfigError(f"device {name!r}: torch sees {n} CUDA GPU(s), cuda:0 to cuda:{n - 1}")
     return torch.device(name)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide records from other users
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def check_writable(flag: str, path: Path) -> None:
+    """Refuse an output path that cannot be written, before any work.
 
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
-
-
-def _atomic_torch_save(path: Path, obj: Any) -> None:
-    import io
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    Raises:
+        ConfigError: ``path`` is a folder, a folder on its way is a file, or the nearest
+            existing folder on its way is not writable.
+    """
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder; name a file in it, e.g. {path / 'seed0.json'}"
+                          if flag == "--out" else f"{flag} {path} is a folder; name a file in it")
+    d = path.parent
+    while not d.exists():  # the folders a write would create
+        d = d.parent
+    if not d.is_dir():
+        raise ConfigError(f"{flag} {path}: {d} is a file, not a folder; choose another path")
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: no permission to write in {d}/; choose another path")
 
 
 def checkpoint_path(out: Path) -> Path:
@@ -294,6 +295,9 @@ class Trainer:
             keep_freed_memory()
         self.out = Path(cfg.out)
         self.ckpt = checkpoint_path(self.out)
+        check_writable("--out", self.out)  # else the first epoch's record would fail, after it
+        if cfg.weights:
+            check_writable("--weights", Path(cfg.weights))  # else the last epoch's would
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
         self.data: Dataset = load_dataset(info.name, cfg.data_root, train_limit=cfg.train_limit,
@@ -337,7 +341,7 @@ class Trainer:
     # ----------------------------------------------------------------- checkpoints
 
     def save_checkpoint(self) -> None:
-        _atomic_torch_save(self.ckpt, {
+        atomic_torch_save(self.ckpt, {
             "identity": self.record.identity(), "record": self.record.to_json(),
             "model": self.model.state_dict(), "opt": self.opt.state_dict(),
             "sched": self.sched.state_dict(), "gen": self.gen.get_state(),
@@ -347,7 +351,7 @@ class Trainer:
 
     def save_weights(self, path: Path) -> None:
         """The final model, small and self-describing: what :func:`load_trained` reads."""
-        _atomic_torch_save(path, {
+        atomic_torch_save(path, {
             "format": WEIGHTS_FORMAT, "status": self.record.status,
             "run": {k: getattr(self.cfg, k) for k in _MODEL_FIELDS},
             "n_params": self.record.n_params, "epochs_trained": len(self.record.epochs),
@@ -358,7 +362,9 @@ class Trainer:
         """Load the checkpoint if it belongs to this run. Returns True if resumed."""
         if not self.ckpt.exists():
             return False
-        state = torch.load(self.ckpt, map_location=self.device, weights_only=False)
+        # On the CPU: the generator states must be CPU byte tensors whatever the run's device
+        # (set_state refuses a CUDA one); load_state_dict moves the rest to the parameters'.
+        state = torch.load(self.ckpt, map_location="cpu", weights_only=False)
         if state["identity"] != self.record.identity():
             raise ConfigError(
                 f"{self.ckpt} belongs to a different run ({state['identity']['dataset']}, "

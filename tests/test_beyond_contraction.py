@@ -261,3 +261,13 @@ def test_evidence_command_refuses_bad_input_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"--weights: no such file: {gone}" in err and "train it first" in err
     assert not (tmp_path / claims.EVIDENCE_FILE).exists()
+    # a run still training (`train --out` straight into the layout writes status "running"):
+    # the record is named, no traceback, nothing measured
+    rec = json.loads((QUICK / "mnist5k" / "pcDEQ-1-L-Tanh" / "seed0.json").read_text())
+    running = tmp_path / "mnist5k" / "pcDEQ-1-L-Tanh" / "seed0.json"
+    running.parent.mkdir(parents=True)
+    running.write_text(json.dumps({**rec, "status": "running"}))
+    assert main(["evidence", "--profile", "quick", "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {running}") and "Traceback" not in err, err
+    assert not (tmp_path / claims.EVIDENCE_FILE).exists()

@@ -159,6 +159,20 @@ def test_checkpoint_and_resume_create_no_tensor_without_a_device(tmp_path):
     assert not again.ckpt.exists()
 
 
+def test_resume_restores_the_generators_whatever_the_runs_device(tmp_path):
+    """A checkpoint loaded for a run on another device (meta stands in for CUDA: a state
+    mapped there cannot be set into a CPU generator) resumes: the RNG states stay on the CPU."""
+    tr = _trainer(tmp_path, "pcDEQ-1-L-ReLU6", epochs=2)
+    tr.train_epoch(1)
+    tr.save_checkpoint()
+    again = _trainer(tmp_path, "pcDEQ-1-L-ReLU6", epochs=2)
+    again.device = torch.device("meta")  # where torch.load would map the checkpoint's tensors
+    assert again.try_resume()
+    assert torch.equal(again.gen.get_state(), tr.gen.get_state())
+    assert all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(),
+                                                 tr.model.state_dict().values()))
+
+
 def test_augmentation_and_shuffling_create_no_tensor_without_a_device():
     """The CIFAR-10 ``*`` augmentation and the shuffled batches draw on the CPU generator."""
     split = Split(torch.randint(0, 256, (10, 3, 32, 32), dtype=torch.uint8), torch.arange(10))

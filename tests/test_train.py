@@ -64,12 +64,21 @@ def test_cli_end_to_end_writes_valid_record(tmp_path):
     (["--method", "pcDEQ-3-L-ReLU6"], "unknown method"),
     (["--dataset", "mnist6k"], "unknown dataset 'mnist6k'; valid: mnist, mnist5k"),
     (["--dataset", "svhn", "--data-root", "EMPTY"], "Offline, put these files into"),
+    # output paths that could not be written: refused before the data is read (a bad
+    # --data-root alongside would be the error otherwise), not after an epoch or the last one
+    (["--out", "DIR", "--data-root", "EMPTY"], r"--out .* is a folder; name a file in it"),
+    (["--weights", "UNDER_FILE", "--data-root", "EMPTY"], r"--weights .*: .*afile is a file, not a folder"),
+    (["--lr", "inf"], "--lr must be a positive finite number, got inf"),
+    (["--method", "DEQ-JR-L-Tanh", "--jr-weight", "nan"], "--jr-weight must be a finite number >= 0"),
+    (["--device", "cuda:x"], "unknown device 'cuda:x'"),
 ])
 def test_cli_bad_input_fails_before_work(tmp_path, args, match):
     base = {"--dataset": "mnist5k", "--method": "pcDEQ-1-L-ReLU6", "--out": str(tmp_path / "r.json"),
             "--data-root": str(DATA)}
+    (tmp_path / "afile").write_text("")
+    special = {"EMPTY": tmp_path / "empty", "DIR": tmp_path, "UNDER_FILE": tmp_path / "afile" / "w.pt"}
     for k, v in zip(args[::2], args[1::2]):
-        base[k] = str(tmp_path / "empty") if v == "EMPTY" else v
+        base[k] = str(special.get(v, v))
     if base["--dataset"] == "svhn":
         base["--method"] = "pcDEQ-1-SC-ReLU6"
     cmd = [sys.executable, "-m", "pcdeq", "train"] + [s for kv in base.items() for s in kv]
@@ -164,10 +173,23 @@ def test_missing_dataset_names_files_and_torchvision(tmp_path):
 
 
 def test_bad_overrides_refused(tmp_path):
-    with pytest.raises(ConfigError, match="--lr must be positive"):
+    with pytest.raises(ConfigError, match="--lr must be a positive finite number"):
         Trainer(_cfg(tmp_path, lr=-1.0))
+    with pytest.raises(ConfigError, match="--tol must be a positive finite number, got nan"):
+        Trainer(_cfg(tmp_path, tol=float("nan")))
     with pytest.raises(ConfigError, match="no CUDA GPU") if not torch.cuda.is_available() else pytest.raises(ConfigError):
         Trainer(_cfg(tmp_path, device="cuda" if not torch.cuda.is_available() else "tpu"))
+
+
+def test_a_cuda_index_torch_does_not_see_is_refused(monkeypatch):
+    from pcdeq.train import resolve_device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match=r"'cuda:7': torch sees 1 CUDA GPU\(s\), cuda:0 to cuda:0"):
+        resolve_device("cuda:7")
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(ConfigError, match="unknown device 'cuda0'"):
+        resolve_device("cuda0")
 
 
 def test_learns_real_mnist5k(tmp_path):

@@ -6,6 +6,7 @@ pcDEQ is the constraint (or the regularizer).
 
 from __future__ import annotations
 
+import math
 from typing import Mapping
 
 from ..activations import HARNESS_ACTIVATIONS
@@ -29,8 +30,8 @@ def _build(info: DatasetInfo, m: Method, hp: HParams, kw: dict):
 
 
 def _check_jr(flags: Mapping[str, float]) -> None:
-    if flags.get("jr_weight") is not None and flags["jr_weight"] < 0:
-        raise ConfigError(f"--jr-weight must be >= 0, got {flags['jr_weight']}")
+    if flags.get("jr_weight") is not None and not 0 <= flags["jr_weight"] < math.inf:
+        raise ConfigError(f"--jr-weight must be a finite number >= 0, got {flags['jr_weight']}")
     if flags.get("jr_prob") is not None and not 0 <= flags["jr_prob"] <= 1:
         raise ConfigError(f"--jr-prob must be in [0, 1], got {flags['jr_prob']}")
 

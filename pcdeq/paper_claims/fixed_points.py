@@ -15,6 +15,7 @@ from torch import Tensor
 
 from ..activations import pcdeq_activations
 from ..data import Preprocess, load_dataset
+from ..files import atomic_torch_save
 from ..hparams import dataset_info, hyperparameters
 from ..layers import ACTIVATION_FNS, EquilibriumLayer
 from ..models import DEQClassifier, capturing_inputs
@@ -59,8 +60,7 @@ def test_images(dataset: str, method: str, data_root: str, n: int, cache: dict,
             cache[dataset] = torch.load(stored, weights_only=True)
         else:
             cache[dataset] = load_dataset(dataset, data_root, test_limit=64).test.images.clone()
-            stored.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(cache[dataset], stored)
+            atomic_torch_save(stored, cache[dataset])
     pre = Preprocess(dataset_info(dataset).family, "cpu", hyperparameters(dataset, method).input_norm)
     return pre(cache[dataset][:n])
 

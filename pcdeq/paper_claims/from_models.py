@@ -154,7 +154,7 @@ def _study(d: dict, provenance: str) -> bc.Study:
 
 def save_evidence(ev: ModelEvidence, path: str | Path) -> None:
     """Write ``ev`` to ``path`` atomically (a reader never sees half a file)."""
-    from ..train import atomic_write_json
+    from ..files import atomic_write_json
     atomic_write_json(Path(path), evidence_to_json(ev))
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from ..files import atomic_savefig
 from ..hparams import ALL_ACTIVATIONS, FAMILY_GROUPS, PAPER_DATASET_NAMES, parse_method
 from .artifacts import artifact_paths
 from .paths import ALL_ARCHS, FAMILIES, arch_key
@@ -187,9 +188,9 @@ def save_figure(fig, out_dir: str | Path, name: str) -> list[Path]:
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     pdf, png = artifact_paths("figure", name, out_dir)
     with matplotlib.rc_context({"svg.hashsalt": "pcdeq", "pdf.compression": 6}):
-        fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None, "Producer": None,
-                                   "Creator": None})
-        fig.savefig(png, dpi=150, metadata={"Software": None})
+        atomic_savefig(fig, pdf, metadata={"CreationDate": None, "ModDate": None, "Producer": None,
+                                           "Creator": None})
+        atomic_savefig(fig, png, dpi=150, metadata={"Software": None})
     return [pdf, png]
 
 

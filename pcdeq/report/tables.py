@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from ..files import atomic_write_text
 from ..hparams import (ALL_ACTIVATIONS, FAMILY_GROUPS, METHOD_FAMILIES, PAPER_DATASET_NAMES,
                        dataset_info, hyperparameters, methods_for, parse_method)
 from ..paper_results import BASELINES, PAPER, PAPER_DATASET_SIZES, PAPER_PARAMS, SOURCES, paper_accuracy
@@ -444,8 +445,8 @@ def write_table(table: Table, out_dir: str | Path) -> list[Path]:
     """Write ``<out_dir>/<name>.md`` and ``.tex``; returns the paths."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     md, tex = artifact_paths("table", table.name, out_dir)
-    md.write_text(table.to_markdown())
-    tex.write_text(table.to_latex())
+    atomic_write_text(md, table.to_markdown())
+    atomic_write_text(tex, table.to_latex())
     return [md, tex]
 
 

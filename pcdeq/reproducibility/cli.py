@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from ..files import atomic_write_text
 from ..report.records import RecordError
 from .render import report_markdown, tolerance_table
 from .rules import CompareError
@@ -61,8 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.out:
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report_markdown(result, details=True))
+        atomic_write_text(out, report_markdown(result, details=True))
         print(report_markdown(result, details=False), end="")
         print(f"\n(full report with one table per method: {out})")
     else:
