@@ -11,15 +11,18 @@ Two kinds of evidence:
 * run records (``results/<profile>/``): σ_max(W) per epoch (Figure 4), iterations per epoch
   (Figure 3, "iterations do not increase"), accuracy beside monDEQ (Tables 1-3).
 
-Every verdict is computed by :func:`verdict` from a measured value and a threshold stated in
-:data:`THRESHOLDS`; evidence that is missing gives "not testable here" with what is missing.
+Every verdict is computed by :func:`verdict` (or, for a claim judged by 95% intervals, by
+:func:`decided`: holds, does not hold, or undecided while an interval straddles its threshold)
+from a measured value and a threshold stated in :data:`THRESHOLDS`; evidence that is missing
+gives "not testable here" with what is missing.
 
 The code, by seam, is the package :mod:`pcdeq.paper_claims` (the claim and its thresholds, the
 evidence sources, the fixed points of a model, the claims from models and from records, the
 table); every public name is importable from here.
 """
 
-from .paper_claims.claim import FAILS, HOLDS, THRESHOLDS, UNTESTABLE, Claim, untestable, verdict
+from .paper_claims.claim import (FAILS, HOLDS, THRESHOLDS, UNDECIDED, UNTESTABLE, Claim, decided,
+                                 untestable, verdict)
 from .paper_claims.fixed_points import (PAIRINGS, Invariants, LayerProblem, Rate, Uniqueness,
                                         convergence_rate, invariants, layer_problems,
                                         test_images, uniqueness)

@@ -15,7 +15,8 @@ difference of the log train loss, |log a_e - log b_e|, must stay below ``STABILI
 x the method's seed spread at every epoch e. The seed spread is the pooled sample std of the
 log train loss over the method's seeds, pooled over the epochs (``pcdeq.stats.pooled_sd``: with
 2 seeds a single epoch's std is one difference, often near 0 by chance; pooled over 20 epochs it
-has 20 degrees of freedom). The log because the loss falls by orders of magnitude over training
+has 20 nominal degrees of freedom, fewer effective ones since the epochs of the same two runs
+are correlated: the rule uses it as a scale, not for an interval). The log because the loss falls by orders of magnitude over training
 and seeds differ by a factor, not by an offset. With the rule met, a ± std of a table is the
 same whichever kernel path ran it, to within 10% of its width; a method beyond it is one whose
 result the kernel path changes like a change of seed.

@@ -54,6 +54,34 @@ def test_uniqueness_detects_several_fixed_points():
     assert u.max_distance > 0.9
 
 
+def test_rate_and_c2_fail_on_an_iteration_that_does_not_converge():
+    """The negative control of C2: z = tanh(-3z + 0.5) has an unstable fixed point (slope
+    about -2.9 there) and the iteration settles on a 2-cycle: not converged, one-step ratios
+    at or above 1, and C2 computed on such a rate does not hold (beside a converging one)."""
+    layer = DEQLinear(4, activation="tanh")
+    with torch.no_grad():
+        layer.weight.v.copy_(-torch.eye(4))
+        layer.weight.g.fill_(3.0)
+    bad = claims.convergence_rate(_problem(layer, torch.full((2, 4), 0.5)), "pcDEQ-1-L-Tanh",
+                                  max_iter=300)
+    assert not bad.converged and bad.worst_ratio >= 1.0, bad
+    good = _pcdeq_layer(3.0)
+    x = torch.nn.functional.softplus(torch.randn(8, 16, generator=torch.Generator().manual_seed(0)), beta=5)
+    ok = claims.convergence_rate(_problem(good, x), "pcDEQ-1-L-Tanh")
+    assert ok.converged and ok.worst_ratio < 1
+    src = _source([_run("pcDEQ-1-L-Tanh", 0)])
+    u = claims.Uniqueness("pcDEQ-1-L-Tanh", "layer 1", 21, 21, 0.0, 2.0)
+    inv = claims.Invariants("pcDEQ-1-L-Tanh", 1, "tanh", 0.0, 0.1, True, True, False)
+
+    def c2(rates):
+        ev = claims.ModelEvidence(src, models=["pcDEQ-1-L-Tanh seed0"], uniqueness=[u],
+                                  rates=rates, invariants=[inv])
+        return next(c for c in claims.claims_from_models([ev]) if c.key == "C2")
+    assert c2([ok]).verdict == claims.HOLDS
+    c = c2([ok, bad])
+    assert c.verdict == claims.FAILS and "ρ = " in c.decisive, c.decisive
+
+
 def test_invariants_catch_a_negative_weight_and_a_bad_pairing():
     model = build_model("mnist5k", "pcDEQ-1-L-Tanh")
     x = torch.rand(4, 1, 28, 28)
@@ -149,6 +177,31 @@ def test_iteration_growth_is_judged_per_window_and_seed():
     assert "left out, one epoch: pcDEQ-1-SC-Tanh" in c.evidence
 
 
+def test_iteration_growth_has_a_third_outcome_between_flat_and_grows():
+    """An interval that straddles 1.1 neither shows nor refutes "does not grow": the claim is
+    undecided, not failed (the printed rule says so); one seed gives no interval: undecided
+    too, for pcDEQ and for a baseline alike."""
+    flat = [_curve("pcDEQ-2-L-Sigmoid", s, _flat(seed=s, wiggle=0.05)) for s in range(3)]
+    deq = [_curve("DEQ-L-Tanh", s, _rising()) for s in range(3)]
+    mon = [_curve("monDEQ-L", s, _rising(start=5.0, end=7.5)) for s in range(3)]
+    # start window ratios 1.0, 1.2, 1.1 per seed: geometric mean 1.10, interval around it
+    wide = [_curve("pcDEQ-1-L-Tanh", s, [10.0] * 9 + [10.0 * r] + [10.0 * r] * 30)
+            for s, r in enumerate((1.0, 1.2, 1.1))]
+    start = next(x for x in claims.growth(wide) if x.window == "start")
+    assert start.lo < 1.1 < start.hi and start.state(1.1) == "undecided"
+    c = claims.claim_iterations_flat(_source(flat + wide + deq + mon))
+    assert c.verdict == claims.UNDECIDED, c.evidence
+    assert "(undecided: start)" in c.evidence and "1 undecided of" in c.decisive
+    late = [_curve("pcDEQ-1-L-ReLU6", s, [7.0] * 30 + [7.0 + 0.5 * i for i in range(1, 11)])
+            for s in range(3)]
+    assert claims.claim_iterations_flat(_source(flat + wide + late + deq + mon)).verdict == claims.FAILS
+    one = [_curve("pcDEQ-1-L-Softsign", 0, _flat())]
+    c = claims.claim_iterations_flat(_source(flat + one + deq + mon))
+    assert c.verdict == claims.UNDECIDED and "(undecided: start, trend, after decay)" in c.evidence
+    c = claims.claim_iterations_flat(_source(flat + deq[:1] + mon))
+    assert c.verdict == claims.UNDECIDED and "DEQ-L-Tanh" in c.evidence and "(undecided)" in c.evidence
+
+
 def test_growth_interval_is_over_seeds_of_the_log_ratio():
     runs = [_curve("pcDEQ-1-L-Tanh", s, [10.0] * 9 + [10.0 * (1.2 + 0.1 * s)] + [12.0] * 30)
             for s in range(3)]
@@ -189,8 +242,10 @@ def test_accuracy_claim_needs_fewer_parameters_and_a_close_mean():
 
 def test_accuracy_claim_is_per_method_with_a_welch_interval():
     """No best-of-four: one method below monDEQ fails the claim although another beats it; a
-    pcDEQ model with more parameters fails; an interval reaching below -margin fails (a noisy
-    tie is not a match); one seed of monDEQ is not testable, not a verdict."""
+    pcDEQ model with more parameters fails; an interval that straddles -margin (a noisy tie)
+    is neither a match nor a shortfall: undecided, unless another method is surely worse; a
+    method too short of seeds to compare leaves the claim undecided, never shown; one seed of
+    monDEQ is not testable, not a verdict."""
     mon = [_run("monDEQ-L", s, acc=a, n_params=84313) for s, a in enumerate((93.0, 93.2, 93.1))]
     best = [_run("pcDEQ-1-L-ReLU6", s, acc=a) for s, a in enumerate((94.0, 94.1, 94.2))]
     worse = [_run("pcDEQ-1-L-Tanh", s, acc=a) for s, a in enumerate((92.0, 92.1, 92.2))]
@@ -202,7 +257,14 @@ def test_accuracy_claim_is_per_method_with_a_welch_interval():
     big = [_run("pcDEQ-1-L-ReLU6", s, acc=a, n_params=90000) for s, a in enumerate((94.0, 94.1, 94.2))]
     assert claims.claim_accuracy(_source(big + mon)).verdict == claims.FAILS
     noisy = [_run("pcDEQ-1-L-ReLU6", s, acc=a) for s, a in enumerate((92.0, 94.5, 93.4))]
-    assert claims.claim_accuracy(_source(noisy + mon)).verdict == claims.FAILS  # lower end < -0.1
+    lo, hi = claims.welch_interval([92.0, 94.5, 93.4], [93.0, 93.2, 93.1])[1:3]
+    assert lo < -0.1 < hi
+    c = claims.claim_accuracy(_source(noisy + mon))
+    assert c.verdict == claims.UNDECIDED and "params: undecided" in c.evidence, c.evidence
+    assert claims.claim_accuracy(_source(noisy + worse + mon)).verdict == claims.FAILS
+    short = [_run("pcDEQ-1-L-Tanh", 0, acc=95.0)]  # one seed: no interval for it
+    c = claims.claim_accuracy(_source(best + short + mon))
+    assert c.verdict == claims.UNDECIDED and "not compared: pcDEQ-1-L-Tanh" in c.evidence
     c = claims.claim_accuracy(_source(best + mon[:1]))
     assert c.verdict == claims.UNTESTABLE and "two seeds on each side" in c.why
 

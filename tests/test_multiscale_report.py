@@ -124,6 +124,17 @@ def test_lipschitz_mdeq_claim_fails_where_a_part_is_false(change, part):
     assert f"fails on ({part[1]})" in c.evidence
 
 
+def test_lipschitz_mdeq_claim_is_undecided_while_the_accuracy_interval_straddles_the_margin():
+    """A drop of 1.1 points with seeds 3 points apart: the Welch interval reaches both sides of
+    -1; neither a minor cost nor more is shown."""
+    c = claims.claim_lipschitz_mdeq(_source(_runs(lip_acc=(86.0, 89.0))))
+    assert c.verdict == claims.UNDECIDED, c.evidence
+    assert "(c) undecided" in c.evidence and "fails on" not in c.evidence
+    # the same interval beside a part that fails: the claim fails
+    c = claims.claim_lipschitz_mdeq(_source(_runs(lip_acc=(86.0, 89.0), lip_seconds=50.0)))
+    assert c.verdict == claims.FAILS and "fails on (b)" in c.evidence
+
+
 def test_lipschitz_mdeq_claim_is_not_testable_without_its_evidence():
     runs = _runs()
     c = claims.claim_lipschitz_mdeq(_source([r for r in runs if r.method != "MDEQ-MS"]))

@@ -39,8 +39,11 @@ class ModelEvidence:
     inputs: dict[str, str] = field(default_factory=dict)  # the test images' files -> sha256
 
 
+N_STARTS = 20  # random starts per layer beside z = 0 (the claims' default)
+
+
 def model_evidence(source: Source, *, data_root: str = "data", images_l: int = 64,
-                   images_conv: int = 2, n_starts: int = 20,
+                   images_conv: int = 2, n_starts: int = N_STARTS,
                    scaled: bc.Settings | None = None) -> ModelEvidence:
     """Run :func:`uniqueness`, :func:`convergence_rate` and :func:`invariants` on every
     weights file of ``source`` (L models on ``images_l`` test images, conv models on
@@ -212,28 +215,32 @@ def claims_from_models(evs: Sequence[ModelEvidence]) -> list[Claim]:
     c7 = ("W ≥ 0, x > 0 (pcDEQ-1) / x ≥ 0 (pcDEQ-2), activation pairing of Lemma 4.2",
           "Def. 4.3, Lemma 4.2")
     scales = ", ".join(f"{x:g}" for x in bc.Settings().scales)
-    t1 = (f"limits from z = 0 and 20 random starts in [0, 2 max(1, max z*)), float64, "
-          f"solved to rel. step {THRESHOLDS['solve_tol']:g}; and the same with W scaled by "
-          f"s ∈ {{{scales}}} (W stays ≥ 0, the theorem still applies, Banach mostly does not), "
-          f"beside negative controls outside the theorem (the unconstrained DEQ scaled alike; "
-          f"tanh with x = 0); holds if every pcDEQ start converges, the largest ∞-norm distance "
-          f"≤ {THRESHOLDS['same_fixed_point']:g}, every scaled pcDEQ case has one limit, and "
-          f"every control is flagged (several limits or a start that does not converge) at some s")
+
+    def t1(n_starts: int) -> str:
+        return (f"limits from z = 0 and {n_starts} random starts in [0, 2 max(1, max z*)), float64, "
+                f"solved to rel. step {THRESHOLDS['solve_tol']:g}; and the same with W scaled by "
+                f"s ∈ {{{scales}}} (W stays ≥ 0, the theorem still applies, Banach mostly does not), "
+                f"beside negative controls outside the theorem (the unconstrained DEQ scaled alike; "
+                f"tanh with x = 0); holds if every pcDEQ start converges, the largest ∞-norm distance "
+                f"≤ {THRESHOLDS['same_fixed_point']:g}, every scaled pcDEQ case has one limit, and "
+                f"every control is flagged (several limits or a start that does not converge) at some s")
     t2 = ("residual trace r_k of the iteration from z = 0 (float64): asymptotic rate q (fit "
           "r_k ≈ C q^k) and worst one-step ratio ρ = max r_{k+1}/r_k once r_k < 1% of its maximum; "
           f"holds if every layer converges with ρ < {THRESHOLDS['geometric_max_ratio']:g}")
     t7 = ("min W ≥ 0; min x > 0 (pcDEQ-1) or ≥ 0 (pcDEQ-2); σ nonnegative concave on [0, 10]; "
-          "on the trained models and, from the records, at every epoch of training")
+          "on the trained models and, from the records that carry per-epoch min W / min x "
+          "(the evidence says how many of the pcDEQ runs do), at every epoch of training")
     for ev in evs:
         first = len(out)
         src = ev.source
+        test1 = t1(ev.settings.get("n_starts", N_STARTS))
         pc_u = [u for u in ev.uniqueness if parse_method(u.method).is_pcdeq]
         if not pc_u:
             why = (f"no pcDEQ weights in {src.root}/ (the {src.profile} profile's "
                    "reference_weights; run its `all` and `reference` targets)")
             if ev.missing:
                 why += "; " + "; ".join(ev.missing)
-            out += [untestable("C1", *c1, t1, why), untestable("C2", *c2, t2, why),
+            out += [untestable("C1", *c1, test1, why), untestable("C2", *c2, t2, why),
                     untestable("C7", *c7, t7, why)]
             for c in out[first:]:
                 c.profile = src.profile
@@ -258,7 +265,7 @@ def claims_from_models(evs: Sequence[ModelEvidence]) -> list[Claim]:
                      f"{cc[0]}/{cc[1]} starts converged")
         sc = ev.scaled
         if sc is None or not sc.controls():
-            out.append(Claim("C1", *c1, t1, f"largest distance per model: {text}. [{prov}]",
+            out.append(Claim("C1", *c1, test1, f"largest distance per model: {text}. [{prov}]",
                              UNTESTABLE, f"no negative control in {src.root}/: the test needs the "
                              "weights of DEQ-L-Tanh or of a pcDEQ-1 tanh model (reference_weights)"))
         else:
@@ -267,7 +274,7 @@ def claims_from_models(evs: Sequence[ModelEvidence]) -> list[Claim]:
             n_pc = sum(len(x.measures) for x in sc.pcdeq())
             n_u = sum(m.unique for x in sc.pcdeq() for m in x.measures)
             n_f = sum(x.flagged for x in sc.controls())
-            out.append(Claim("C1", *c1, t1, f"largest distance per model: {text}. [{prov}]",
+            out.append(Claim("C1", *c1, test1, f"largest distance per model: {text}. [{prov}]",
                              verdict(all_conv and worst <= THRESHOLDS["same_fixed_point"]
                                      and scaled_ok),
                              decisive=f"max distance {format_distance(worst)} (needs ≤ 1e-6); {n_u}/{n_pc} scaled "

@@ -11,7 +11,7 @@ from typing import Sequence
 from ..hparams import parse_method
 from ..report.records import Run
 from ..stats import summarize, welch_interval
-from .claim import THRESHOLDS, UNTESTABLE, Claim, untestable, verdict
+from .claim import THRESHOLDS, UNTESTABLE, Claim, decided, untestable, verdict
 from .sources import Source
 
 
@@ -108,6 +108,13 @@ class Growth:
     def mean(self) -> float:
         return math.exp(statistics.fmean(math.log(r) for r in self.ratios))
 
+    def state(self, g: float) -> str:
+        """"grows" (the interval above ``g``), "flat" (below it) or "undecided" (it
+        straddles ``g``, or one seed gives no interval)."""
+        if self.lo is None:
+            return "undecided"
+        return "grows" if self.lo > g else "flat" if self.hi < g else "undecided"
+
     def text(self) -> str:
         ci = f" [{self.lo:.2f}, {self.hi:.2f}]" if self.lo is not None else ""
         return (f"{self.window} {self.start}→{self.end} ×{self.mean:.2f}{ci} "
@@ -138,11 +145,13 @@ def claim_iterations_flat(src: Source) -> Claim:
     g = THRESHOLDS["iter_growth"]
     test = (f"per method and training window (start 1→10, trend 10→LR decay, after the decay), "
             f"the ratio of mean forward iterations end / start per seed, geometric mean with 95% "
-            f"t interval; \"grows\" if the interval lies above {g:g}, \"does not grow\" if it "
-            f"lies below {g:g} ({g:g}: one more iteration in ten, 10% more time per step, about "
-            f"the step-time spread of `python -m pcdeq bench` on this machine; one seed: its own "
-            f"ratio); holds if no pcDEQ method grows in any window and DEQ and monDEQ of the same "
-            f"architecture each grow in some window")
+            f"t interval; a window \"grows\" if the interval lies above {g:g}, is \"flat\" if it "
+            f"lies below {g:g}, else (or with one seed: no interval) undecided ({g:g}: one more "
+            f"iteration in ten, 10% more time per step, about the step-time spread of `python -m "
+            f"pcdeq bench` on this machine; seeds with the same integer counts give a zero-width "
+            f"interval: their ratio is exact); holds if every window of every pcDEQ method is flat "
+            f"and DEQ and monDEQ of the same architecture each grow in some window; does not hold "
+            f"if a pcDEQ window grows or a DEQ / monDEQ is flat in every window; else undecided")
     runs = [r for r in src.runs if r.status == "complete" and len(r.epochs) >= 2]
     short = sorted({r.method for r in src.runs if len(r.epochs) < 2})
     by_m: dict[str, list[Run]] = {}
@@ -154,19 +163,9 @@ def claim_iterations_flat(src: Source) -> Claim:
         return untestable("C5", *head, test, f"{src.root}/ has no pcDEQ records of two or more "
                            "epochs")
 
-    def grows(x: Growth) -> bool:
-        return (x.lo if x.lo is not None else x.mean) > g
-
-    def flat(x: Growth) -> bool:
-        return (x.hi if x.hi is not None else x.mean) < g
-
-    pc_ok = {m: all(flat(x) for x in gs) for m, gs in pc.items()}
-
     def flags(gs: list[Growth]) -> str:
-        up = [x.window for x in gs if grows(x)]
-        open_ = [x.window for x in gs if not grows(x) and not flat(x)]
-        out = ([f"grows: {', '.join(up)}"] if up else []) + (
-            [f"undecided: {', '.join(open_)}"] if open_ else [])
+        out = [f"{k}: {', '.join(x.window for x in gs if x.state(g) == k)}"
+               for k in ("grows", "undecided") if any(x.state(g) == k for x in gs)]
         return f" ({'; '.join(out)})" if out else ""
 
     text = "pcDEQ: " + "; ".join(f"{m} {', '.join(x.text() for x in gs)}{flags(gs)}"
@@ -179,23 +178,34 @@ def claim_iterations_flat(src: Source) -> Claim:
     if not base:
         return Claim("C5", *head, test, text + f". [{src.label(runs)}]", UNTESTABLE,
                      f"{src.root}/ has no DEQ / monDEQ records of the pcDEQ runs' architectures")
-    base_ok = {m: any(grows(x) for x in gs) for m, gs in base.items()}
-    text += "; DEQ / monDEQ: " + "; ".join(f"{m} {', '.join(x.text() for x in gs)}"
-                                            + ("" if base_ok[m] else " (never grows)")
-                                            for m, gs in base.items())
+    base_up = {m: any(x.state(g) == "grows" for x in gs) for m, gs in base.items()}
+    base_flat = {m: all(x.state(g) == "flat" for x in gs) for m, gs in base.items()}
+    text += "; DEQ / monDEQ: " + "; ".join(
+        f"{m} {', '.join(x.text() for x in gs)}"
+        + ("" if base_up[m] else " (never grows)" if base_flat[m] else " (undecided)")
+        for m, gs in base.items())
     for m in base:
         if parse_method(m).family == "monDEQ":  # what keeps its curve flat: its step schedule
             r = by_m[m][0]
             lrs = [f"{e.lr:g} at epoch {e.epoch}" for e in r.epochs
                    if e.epoch in (1, 10, len(r.epochs)) and e.lr is not None]
             text += f" ({m}'s own step schedule: lr {', '.join(lrs)})"
-    ok = all(pc_ok.values()) and all(base_ok.values())
-    top = max(((x.hi if x.hi is not None else x.mean), m, x.window)
-              for m, gs in pc.items() for x in gs)
-    n_up = sum(base_ok.values())
-    return Claim("C5", *head, test, f"{text}. [{src.label(runs)}]", verdict(ok),
-                 decisive=f"largest pcDEQ growth bound ×{top[0]:.2f} ({top[1]}, {top[2]}; "
-                          f"needs < {g:g}); {n_up}/{len(base)} DEQ / monDEQ grow")
+    windows_pc = [(x, m) for m, gs in pc.items() for x in gs]
+    count = {k: sum(x.state(g) == k for x, _ in windows_pc) for k in ("grows", "flat", "undecided")}
+    if count["grows"]:  # what refutes it: the window whose growth is surest
+        x, m = max(((x, m) for x, m in windows_pc if x.state(g) == "grows"), key=lambda t: t[0].lo)
+        top = f"surest growth ×{x.mean:.2f} [{x.lo:.2f}, {x.hi:.2f}] ({m}, {x.window}; lower end > {g:g})"
+    elif count["undecided"]:
+        top = f"an interval straddles {g:g} or has one seed"
+    else:
+        x, m = max(windows_pc, key=lambda t: t[0].hi)
+        top = f"largest upper end ×{x.hi:.2f} ({m}, {x.window}; needs < {g:g})"
+    shown = count["flat"] == len(windows_pc) and all(base_up.values())
+    refuted = count["grows"] > 0 or any(base_flat.values())
+    return Claim("C5", *head, test, f"{text}. [{src.label(runs)}]", decided(shown, refuted),
+                 decisive=f"pcDEQ windows: {count['grows']} grow, {count['flat']} flat, "
+                          f"{count['undecided']} undecided of {len(windows_pc)}; {top}; "
+                          f"{sum(base_up.values())}/{len(base)} DEQ / monDEQ grow")
 
 
 def claim_accuracy(src: Source) -> Claim:
@@ -204,7 +214,8 @@ def claim_accuracy(src: Source) -> Claim:
     Every pcDEQ method against monDEQ of its architecture, none selected: the 95% Welch
     interval of the difference of mean final test accuracies must lie above
     -THRESHOLDS["acc_margin_points"] (non-inferiority) and the pcDEQ model must have fewer
-    parameters.
+    parameters. An interval wholly below the margin (or more parameters) refutes it for that
+    method; one that straddles it leaves the method undecided.
     """
     from ..paper_results import BASELINES, paper_accuracy
     quoted_mon = {b.model: b.acc for b in BASELINES["mnist"]}
@@ -213,9 +224,11 @@ def claim_accuracy(src: Source) -> Claim:
     test = (f"every pcDEQ method vs monDEQ of the same architecture (L, SC), same data and "
             f"harness: mean final test accuracy difference with its 95% Welch interval; a method "
             f"matches or beats monDEQ if the interval's lower end is above −{m:g} points (the "
-            f"paper reports accuracy to 0.1 points) and it has fewer parameters; holds if every "
-            f"method does")
-    parts, oks, used, missing, lows = [], [], [], [], []
+            f"paper reports accuracy to 0.1 points) and it has fewer parameters, is worse if the "
+            f"upper end is below −{m:g} (or it has more parameters), else undecided; holds if every "
+            f"pcDEQ method matches or beats monDEQ, does not hold if one is worse, else (an "
+            f"undecided method, or one with too few seeds to compare) undecided")
+    parts, states, used, missing, lows, highs, more = [], [], [], [], [], [], []
     for arch in ("L", "SC"):
         mon = [r for r in src.runs if r.method == f"monDEQ-{arch}"]
         pcs = [r for r in src.runs if r.group == "pcDEQ" and r.arch == arch]
@@ -233,31 +246,45 @@ def claim_accuracy(src: Source) -> Claim:
                                "a Welch interval needs two seeds on each side")
                 continue
             d, lo, hi, _ = w
-            lows.append((lo, method))
             fewer = rs[0].n_params < mon[0].n_params
-            ok = lo > -m and fewer  # non-inferiority: the whole interval above -margin
-            oks.append(ok)
+            # non-inferiority: the whole interval above -margin; inferiority: the whole below
+            state = ("worse" if not fewer or hi < -m else "matches or beats" if lo > -m
+                     else "undecided")
+            states.append(state)
+            more += [] if fewer else [method]
+            (highs if hi < -m else lows).append((hi if hi < -m else lo, method))
             used += rs
             q = paper_accuracy("mnist", method)
             parts.append(f"{method} − monDEQ-{arch}: {d:+.2f} points, 95% CI [{lo:+.2f}, "
                          f"{hi:+.2f}] (n = {len(a)} vs {len(b)}), {rs[0].n_params:,} vs "
-                         f"{mon[0].n_params:,} params: {'matches or beats' if ok else 'does not'}"
+                         f"{mon[0].n_params:,} params: {state}"
+                         + ("" if fewer else " (more parameters)")
                          + (f" (paper, MNIST, quoted: {q} vs {quoted_mon.get(f'monDEQ-{arch}')})"
                             if q and quoted_mon.get(f"monDEQ-{arch}") else ""))
         used += mon
-    if not oks:
+    if not states:
         why = ("; ".join(missing) if missing else
                f"{src.root}/ lacks monDEQ and pcDEQ records of the same architecture (the "
                "stable-DEQ baselines)")
         return untestable("C6", *head, test, why)
-    n_ok = sum(oks)
-    text = f"{n_ok} of {len(oks)} pcDEQ methods match or beat monDEQ: " + "; ".join(parts)
+    n = {k: states.count(k) for k in ("matches or beats", "worse", "undecided")}
+    text = (f"{n['matches or beats']} of {len(states)} pcDEQ methods match or beat monDEQ, "
+            f"{n['worse']} worse, {n['undecided']} undecided: " + "; ".join(parts))
     if missing:
         text += "; not compared: " + "; ".join(missing)
-    lo, worst_m = min(lows)
-    return Claim("C6", *head, test, text + f". [{src.label(used)}]", verdict(all(oks)),
-                 decisive=f"{n_ok}/{len(oks)} methods; lowest interval end {lo:+.2f} points "
-                          f"({worst_m}; needs > −{m:g})")
+    if highs:  # what refutes it: the method surest to be worse
+        hi, worst_m = min(highs)
+        top = f"surest shortfall: upper end {hi:+.2f} points ({worst_m}; below −{m:g})"
+    elif more:
+        top = f"more parameters than monDEQ: {', '.join(more)}"
+    else:
+        lo, worst_m = min(lows)
+        top = f"lowest interval end {lo:+.2f} points ({worst_m}; needs > −{m:g})"
+    shown = n["matches or beats"] == len(states) and not missing
+    return Claim("C6", *head, test, text + f". [{src.label(used)}]",
+                 decided(shown, refuted=n["worse"] > 0),
+                 decisive=f"{n['matches or beats']} match, {n['worse']} worse, {n['undecided']} "
+                          f"undecided of {len(states)} methods; {top}")
 
 
 def claim_numerical_stability(src: Source) -> Claim:

@@ -11,7 +11,8 @@ at the cost of a minor drop in accuracy" over MDEQ. Three parts, each with its r
   direction; "up to 4.75x" is its largest case, not a threshold); a seed's seconds per epoch
   are its median epoch, which one paused epoch on a shared core does not move;
 * the minor accuracy cost: the 95% Welch interval of LipMDEQ − MDEQ final accuracy must lie
-  above −THRESHOLDS["minor_drop_points"] (two or more seeds a side). A cost is judged only
+  above −THRESHOLDS["minor_drop_points"] (two or more seeds a side); wholly below it refutes
+  the claim, an interval that straddles it leaves it undecided. A cost is judged only
   against an MDEQ that has learned: below THRESHOLDS["learned_over_chance"] x chance accuracy
   (e.g. 20% for ten classes) the claim is not testable (too few steps: the quick profile).
 """
@@ -22,7 +23,7 @@ import statistics
 
 from ..hparams import dataset_info
 from ..report.multiscale import REFERENCE, multiscale_summaries, reference_of, versus_reference
-from .claim import THRESHOLDS, UNTESTABLE, Claim, untestable, verdict
+from .claim import THRESHOLDS, UNTESTABLE, Claim, decided, untestable
 from .sources import Source
 
 PUBLISHED, CERTIFIED = "LipMDEQ-MS", "LipMDEQ-cert-MS"
@@ -40,8 +41,9 @@ def test_text() -> str:
             f"epoch, mean over seeds) over {PUBLISHED}'s > 1; "
             f"(c) minor cost: the 95% Welch interval of the final-accuracy difference above "
             f"−{m:g} points (the claim gives no number; {m:g} point: a practical margin, ten "
-            f"times the precision the pcDEQ paper reports accuracy to); holds if (a)-(c) all "
-            f"do; not testable while {REFERENCE} is below "
+            f"times the precision the pcDEQ paper reports accuracy to; below −{m:g} if its upper "
+            f"end is); holds if (a)-(c) all do, does not hold if (a) or (b) fails or the "
+            f"interval lies below −{m:g}, else undecided; not testable while {REFERENCE} is below "
             f"{THRESHOLDS['learned_over_chance']:g} x chance accuracy (not learned). "
             f"{CERTIFIED} (the cap on the true norms) is shown beside")
 
@@ -106,9 +108,13 @@ def claim_lipschitz_mdeq(src: Source) -> Claim:
                f"accuracy cost can be judged; train longer (the fashion profile)")
     if why is not None:
         return Claim("C10", *HEAD, test, "; ".join(parts) + f". {where}", UNTESTABLE, why)
-    ok_c = vs.acc_low > -m
-    failed = [k for k, ok in (("a", ok_a), ("b", ok_b), ("c", ok_c)) if not ok]
+    ok_c, below_c = vs.acc_low > -m, vs.acc_high < -m
+    failed = [k for k, bad in (("a", not ok_a), ("b", not ok_b), ("c", below_c)) if bad]
     decisive = (f"max ‖J‖₂ {max(jac):.3g} (needs < 1); speed-up ×{vs.speedup:.2f} (needs > 1); "
-                f"Δ acc. low end {vs.acc_low:+.2f} (needs > −{m:g})")
-    text = "; ".join(parts) + (f"; fails on ({', '.join(failed)})" if failed else "")
-    return Claim("C10", *HEAD, test, f"{text}. {where}", verdict(not failed), decisive=decisive)
+                f"Δ acc. interval [{vs.acc_low:+.2f}, {vs.acc_high:+.2f}] "
+                f"({'above' if ok_c else 'below' if below_c else 'straddles'} −{m:g}: needs above)")
+    text = "; ".join(parts) + (f"; fails on ({', '.join(failed)})" if failed else
+                               "" if ok_c else "; (c) undecided: the interval straddles "
+                               f"−{m:g}")
+    return Claim("C10", *HEAD, test, f"{text}. {where}",
+                 decided(ok_a and ok_b and ok_c, refuted=bool(failed)), decisive=decisive)
