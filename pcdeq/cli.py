@@ -7,6 +7,7 @@ import sys
 
 from .hparams import (DATASETS, METHOD_FAMILIES, PAPER_DATASET_NAMES, ConfigError,
                       baseline_methods, paper_methods)
+from .layers import JR_PROB, JR_WEIGHT, LIP_BOUND
 from .record import RecordError
 
 
@@ -36,9 +37,9 @@ def _add_train(sub) -> None:
     p.add_argument("--solver", help="fixed-point solver: fixed_point (the paper's), anderson or broyden "
                                     "(pcdeq.SOLVERS; not for monDEQ / MDEQ / LipMDEQ, which have their own)")
     p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--jr-weight", type=float, help="DEQ-JR: weight gamma of ||J||_F^2/d (default 1.0)")
-    p.add_argument("--jr-prob", type=float, help="DEQ-JR: probability of a regularized step (default 0.4)")
-    p.add_argument("--lip-bound", type=float, help="LipDEQ: c in ||W||_2 <= c < 1 (default 0.9)")
+    p.add_argument("--jr-weight", type=float, help=f"DEQ-JR: weight gamma of ||J||_F^2/d (default {JR_WEIGHT})")
+    p.add_argument("--jr-prob", type=float, help=f"DEQ-JR: probability of a regularized step (default {JR_PROB})")
+    p.add_argument("--lip-bound", type=float, help=f"LipDEQ: c in ||W||_2 <= c < 1 (default {LIP_BOUND})")
     # The Lipschitz MDEQ's cap mode is part of its method name (one name per run): the flag a
     # reader of its paper may look for is answered, not silently ignored.
     p.add_argument("--lip-mode", help=argparse.SUPPRESS)

@@ -27,6 +27,14 @@ from .activations import (  # noqa: F401 (re-exported)
 from .errors import ConfigError
 from .solver import Attach, SolverStats, implicit_fixed_point
 
+# The baselines' defaults, one home (the families, the layers and the CLI read them).
+# LipDEQ: the Lipschitz bound c of ||W||_2 <= c < 1 (--lip-bound).
+LIP_BOUND = 0.9
+# DEQ-JR: the synthetic-task setting of Bai et al. 2021 (Table 4: p = 0.4, gamma in {0,1,2,4});
+# their CIFAR-10 MDEQ used gamma 0.5, p 0.05 over 10^5 steps, too few draws for short runs.
+JR_WEIGHT, JR_PROB = 1.0, 0.4
+
+
 # ------------------------------------------------------------------ operators
 @dataclass(frozen=True)
 class Operator:
@@ -170,7 +178,7 @@ class LipschitzWeight(nn.Module):
     """
 
     def __init__(self, shape: tuple[int, ...], size: tuple[int, int] | None = None,
-                 bound: float = 0.9) -> None:
+                 bound: float = LIP_BOUND) -> None:
         super().__init__()
         check_lip_bound(bound)
         self.bound, self.size = bound, size
@@ -219,7 +227,7 @@ def check_lip_bound(c: float) -> None:
     """
     if not 0 < c < 1:
         raise ConfigError(f"LipDEQ needs a Lipschitz bound 0 < c < 1 for a contraction (Banach), "
-                          f"got c = {c}; e.g. --lip-bound 0.9 (the default) or 0.5")
+                          f"got c = {c}; e.g. --lip-bound {LIP_BOUND} (the default) or 0.5")
 
 
 class JacobianRegularizer(nn.Module):
@@ -236,7 +244,7 @@ class JacobianRegularizer(nn.Module):
         prob: p, the probability that a training step is regularized.
     """
 
-    def __init__(self, weight: float = 1.0, prob: float = 0.4) -> None:
+    def __init__(self, weight: float = JR_WEIGHT, prob: float = JR_PROB) -> None:
         super().__init__()
         if not 0 <= weight < math.inf or not 0 <= prob <= 1:
             raise ConfigError(f"Jacobian regularization needs a finite weight >= 0 and 0 <= prob <= 1, "
@@ -536,7 +544,7 @@ class LipDEQLinear(DEQLayer):
     """Lipschitz-constrained DEQ layer on vectors: ||W||_2 <= c < 1 (see :class:`LipschitzWeight`);
     call ``project_()`` after every optimizer step. (B, n) -> (B, n)."""
 
-    def __init__(self, features: int, activation: str = "tanh", bound: float = 0.9, **kw) -> None:
+    def __init__(self, features: int, activation: str = "tanh", bound: float = LIP_BOUND, **kw) -> None:
         super().__init__(LipschitzWeight((features, features), None, bound),
                          LINEAR, activation, **kw)
 
@@ -551,6 +559,6 @@ class LipDEQConv2d(DEQLayer):
     """
 
     def __init__(self, channels: int, size: tuple[int, int], activation: str = "relu",
-                 bound: float = 0.9, **kw) -> None:
+                 bound: float = LIP_BOUND, **kw) -> None:
         super().__init__(LipschitzWeight((channels, channels, 3, 3), tuple(size), bound),
                          CONV3X3, activation, **kw)

@@ -309,9 +309,8 @@ class RunRecord:
 
     @property
     def arch(self) -> str:
-        """The size key: ``L``, ``SC``, ``MC`` or ``MC*`` (augmented MC)."""
-        m = parse_method(self.method)
-        return m.arch + ("*" if m.augment else "")
+        """The size key: ``L``, ``SC``, ``MC``, ``MC*`` (augmented MC) or ``MS``."""
+        return parse_method(self.method).arch_key
 
     @property
     def activation(self) -> str:

@@ -81,7 +81,7 @@ def test_names_round_trip_and_families_are_registered_once():
     (dict(method="pcDEQ-1-L-ReLU6", lip_bound=0.5), "--lip-bound applies to LipDEQ methods only"),
     (dict(method="DEQ-L-Tanh", jr_weight=1.0), "--jr-weight applies to DEQ-JR methods only"),
     (dict(method="DEQ-JR-L-Tanh", jr_prob=1.5), "--jr-prob must be in \\[0, 1\\]"),
-    (dict(method="monDEQ-SC", dataset="synthetic-svhn", epochs=0), "--epochs must be positive"),
+    (dict(method="monDEQ-SC", dataset="synthetic-svhn", epochs=0), "--epochs must be a positive finite number"),
     (dict(method="pcDEQ-1-L-Tanh", solver="newton"),
      "'newton' is not a registered solver; choose one of fixed_point, anderson, broyden"),
     (dict(method="monDEQ-L", solver="anderson"), "monDEQ methods always use their own solver"),

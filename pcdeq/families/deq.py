@@ -12,14 +12,10 @@ from typing import Mapping
 from ..activations import HARNESS_ACTIVATIONS
 from ..errors import ConfigError
 from ..hparams import ARCHITECTURES, DatasetInfo, HParams
-from ..layers import DEQConv2d, DEQLinear, JacobianRegularizer
+from ..layers import JR_PROB, JR_WEIGHT, DEQConv2d, DEQLinear, JacobianRegularizer
 from ..models import paper_model
 from .pcdeq import paper_hparams
 from .registry import Method, MethodFamily, register_family
-
-# JR: the synthetic-task setting of Bai et al. 2021 (Table 4: p = 0.4, gamma in {0,1,2,4});
-# their CIFAR-10 MDEQ used gamma 0.5, p 0.05 over 10^5 steps, too few draws for short runs.
-JR_WEIGHT, JR_PROB = 1.0, 0.4
 
 
 def _build(info: DatasetInfo, m: Method, hp: HParams, kw: dict):

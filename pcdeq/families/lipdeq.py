@@ -8,12 +8,10 @@ from typing import Mapping
 
 from ..activations import HARNESS_ACTIVATIONS
 from ..hparams import ARCHITECTURES, DatasetInfo, HParams
-from ..layers import LipDEQConv2d, LipDEQLinear, check_lip_bound
+from ..layers import LIP_BOUND, LipDEQConv2d, LipDEQLinear, check_lip_bound
 from ..models import paper_model
 from .pcdeq import paper_hparams
 from .registry import Method, MethodFamily, register_family
-
-LIP_BOUND = 0.9  # the default c (--lip-bound)
 
 
 def _build(info: DatasetInfo, m: Method, hp: HParams, kw: dict):

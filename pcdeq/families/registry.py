@@ -124,6 +124,11 @@ class Method:
         return METHOD_FAMILIES[self.family].group
 
     @property
+    def arch_key(self) -> str:
+        """The size / parameter key: ``L``, ``SC``, ``MC``, ``MC*`` (augmented MC) or ``MS``."""
+        return self.arch + ("*" if self.augment else "")
+
+    @property
     def name(self) -> str:
         act = "" if METHOD_FAMILIES[self.family].fixed_activation else f"-{self.activation}"
         return f"{self.family}-{self.arch}{act}" + ("*" if self.augment else "")

@@ -53,5 +53,4 @@ ALL_ARCHS: tuple[str, ...] = PAPER_ARCHS + ("MS",)
 def arch_key(method: str) -> str:
     """The size/parameter key of a method: ``L``, ``SC``, ``MC``, ``MC*`` (augmented MC) or
     ``MS`` (multiscale)."""
-    m = parse_method(method)
-    return m.arch + ("*" if m.augment else "")
+    return parse_method(method).arch_key
