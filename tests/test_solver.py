@@ -228,3 +228,21 @@ def test_accelerated_solvers_stay_in_the_orthant_and_find_the_plain_fixed_point(
 def test_a_pcdeq_layer_clamps_an_accelerated_solver_and_a_plain_deq_does_not():
     from pcdeq.layers import DEQLinear
     assert PcDEQLinear(4).orthant and not DEQLinear(4, activation="tanh").orthant
+
+
+def test_broyden_solves_a_linear_map_past_its_first_buffer():
+    """On z = A z + b (spectrum in [-0.95, 0.97]) Broyden's method needs 64 steps here, past the
+    32 columns it allocates first: the secant history grows with the steps taken (a B x D x
+    max_iter buffer up front would be 3.3 GB for an MNIST SC batch at max_iter 200), and the
+    solution is (I - A)^-1 b."""
+    from pcdeq.solver import broyden
+    g = torch.Generator().manual_seed(0)
+    D = 64
+    Q, _ = torch.linalg.qr(torch.randn(D, D, generator=g, dtype=torch.float64))
+    A = Q @ torch.diag(torch.linspace(-0.95, 0.97, D, dtype=torch.float64)) @ Q.T
+    b = torch.randn(3, D, generator=g, dtype=torch.float64)
+    z, st = broyden(lambda z: z @ A.T + b, torch.zeros(3, D, dtype=torch.float64), tol=1e-10,
+                    max_iter=150)
+    want = torch.linalg.solve(torch.eye(D, dtype=torch.float64) - A, b.T).T
+    assert not st.hit_max_iter and 32 < st.iters < 150 and st.residual < 1e-10
+    assert torch.allclose(z, want, atol=1e-7)
