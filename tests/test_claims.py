@@ -215,6 +215,7 @@ def test_growth_interval_is_over_seeds_of_the_log_ratio():
     h = t975 * statistics.stdev(logs) / math.sqrt(3)
     assert (start.lo, start.hi) == pytest.approx(
         (math.exp(statistics.fmean(logs) - h), math.exp(statistics.fmean(logs) + h)), rel=1e-9)
+    assert f"(n = 3, geometric sd ×{math.exp(statistics.stdev(logs)):.2f})" in start.text()
 
 
 def test_sigmoid_iters_is_the_max_over_seeds_epochs_and_counts():
@@ -254,6 +255,7 @@ def test_accuracy_claim_is_per_method_with_a_welch_interval():
     d, lo, hi, dof = claims.welch_interval([94.0, 94.1, 94.2], [93.0, 93.2, 93.1])
     assert d == pytest.approx(1.0) and lo < d < hi and dof == pytest.approx(4.0)
     assert f"{lo:+.2f}" in c.evidence
+    assert "(n = 3 vs 3, sd 0.10 vs 0.10)" in c.evidence  # n, sample std and interval, each side
     big = [_run("pcDEQ-1-L-ReLU6", s, acc=a, n_params=90000) for s, a in enumerate((94.0, 94.1, 94.2))]
     assert claims.claim_accuracy(_source(big + mon)).verdict == claims.FAILS
     noisy = [_run("pcDEQ-1-L-ReLU6", s, acc=a) for s, a in enumerate((92.0, 94.5, 93.4))]

@@ -116,9 +116,11 @@ class Growth:
         return "grows" if self.lo > g else "flat" if self.hi < g else "undecided"
 
     def text(self) -> str:
+        n = len(self.ratios)
         ci = f" [{self.lo:.2f}, {self.hi:.2f}]" if self.lo is not None else ""
-        return (f"{self.window} {self.start}→{self.end} ×{self.mean:.2f}{ci} "
-                f"(n = {len(self.ratios)})")
+        gsd = (f", geometric sd ×{math.exp(statistics.stdev(math.log(r) for r in self.ratios)):.2f}"
+               if n >= 2 else "")
+        return f"{self.window} {self.start}→{self.end} ×{self.mean:.2f}{ci} (n = {n}{gsd})"
 
 
 def growth(runs: Sequence[Run]) -> list[Growth]:
@@ -256,7 +258,8 @@ def claim_accuracy(src: Source) -> Claim:
             used += rs
             q = paper_accuracy("mnist", method)
             parts.append(f"{method} − monDEQ-{arch}: {d:+.2f} points, 95% CI [{lo:+.2f}, "
-                         f"{hi:+.2f}] (n = {len(a)} vs {len(b)}), {rs[0].n_params:,} vs "
+                         f"{hi:+.2f}] (n = {len(a)} vs {len(b)}, sd {statistics.stdev(a):.2f} vs "
+                         f"{statistics.stdev(b):.2f}), {rs[0].n_params:,} vs "
                          f"{mon[0].n_params:,} params: {state}"
                          + ("" if fewer else " (more parameters)")
                          + (f" (paper, MNIST, quoted: {q} vs {quoted_mon.get(f'monDEQ-{arch}')})"
