@@ -83,8 +83,9 @@ def t_quantile(p: float, dof: float) -> float:
 
 
 @dataclass(frozen=True)
-class Summary:
-    """Mean, sample standard deviation (ddof = 1) and a 95% t interval of n values.
+class MeanCI:
+    """Mean, sample standard deviation (ddof = 1) and a 95% t interval of n values (not to be
+    confused with :class:`pcdeq.report.Summary`, a method's runs aggregated for a table).
 
     ``sd`` and the interval are None for n = 1 (no spread can be estimated from one value).
     """
@@ -100,7 +101,7 @@ class Summary:
         return None if self.hi is None else (self.hi - self.lo) / 2
 
 
-def summarize(values: Sequence[float], level: float = 0.95) -> Summary:
+def mean_ci(values: Sequence[float], level: float = 0.95) -> MeanCI:
     """n, mean, sample std and the two-sided ``level`` t confidence interval of the mean.
 
     Raises:
@@ -112,10 +113,10 @@ def summarize(values: Sequence[float], level: float = 0.95) -> Summary:
     n = len(xs)
     mean = sum(xs) / n
     if n == 1:
-        return Summary(1, mean, None, None, None)
+        return MeanCI(1, mean, None, None, None)
     sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
     h = t_quantile(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
-    return Summary(n, mean, sd, mean - h, mean + h)
+    return MeanCI(n, mean, sd, mean - h, mean + h)
 
 
 def pooled_sd(groups: Sequence[Sequence[float]]) -> tuple[float, int] | None:

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from pcdeq.stats import pooled_sd, summarize, t_cdf, t_quantile, welch_interval
+from pcdeq.stats import mean_ci, pooled_sd, t_cdf, t_quantile, welch_interval
 
 
 @pytest.mark.parametrize("p,dof,want", [
@@ -17,14 +17,14 @@ def test_t_quantile_matches_tables(p, dof, want):
     assert t_quantile(1 - p, dof) == pytest.approx(-want, abs=2e-4)
 
 
-def test_summary_is_mean_sample_std_and_t_interval():
-    s = summarize([1.0, 2.0, 3.0, 4.0])
+def test_mean_ci_is_mean_sample_std_and_t_interval():
+    s = mean_ci([1.0, 2.0, 3.0, 4.0])
     assert s.n == 4 and s.mean == 2.5 and s.sd == pytest.approx(math.sqrt(5 / 3))
     assert s.half_width == pytest.approx(3.1824 * math.sqrt(5 / 3) / 2, rel=1e-4)
-    one = summarize([7.0])
+    one = mean_ci([7.0])
     assert one.sd is None and one.lo is None and one.mean == 7.0
     with pytest.raises(ValueError):
-        summarize([])
+        mean_ci([])
 
 
 def test_pooled_sd_weights_groups_by_their_degrees_of_freedom():

@@ -10,7 +10,7 @@ from typing import Sequence
 
 from ..hparams import parse_method
 from ..report.records import Run
-from ..stats import summarize, welch_interval
+from ..stats import mean_ci, welch_interval
 from .claim import THRESHOLDS, UNTESTABLE, Claim, decided, untestable, verdict
 from .sources import Source
 
@@ -133,7 +133,7 @@ def growth(runs: Sequence[Run]) -> list[Growth]:
             continue
         lo = hi = None
         if len(ratios) >= 2:
-            s = summarize([math.log(x) for x in ratios])
+            s = mean_ci([math.log(x) for x in ratios])
             lo, hi = math.exp(s.lo), math.exp(s.hi)
         out.append(Growth(runs[0].method, name, a, b, ratios, lo, hi))
     return out
