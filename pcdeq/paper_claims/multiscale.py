@@ -69,7 +69,9 @@ def claim_lipschitz_mdeq(src: Source) -> Claim:
           else "no interval")
     parts = [f"(a) ‖J_f(z*)‖₂ of {PUBLISHED} in [{min(jac):.3g}, {max(jac):.3g}], ≥ 1 in "
              f"{above}/{len(jac)} epochs: {'certified' if ok_a else 'not a contraction'}",
-             f"(b) speed-up ×{vs.speedup:.2f} over {REFERENCE}",
+             f"(b) speed-up ×{vs.speedup:.2f} over {REFERENCE} (training s / epoch, each seed's "
+             f"median: {' / '.join(f'{s:.0f}' for s in ref.seconds)} against "
+             f"{' / '.join(f'{s:.0f}' for s in pub.seconds)})",
              f"(c) accuracy {vs.acc_diff:+.2f} points, {ci} (n = {vs.n} vs {vs.n_ref}"
              + (f", sd {statistics.stdev(pub.accs):.2f} vs {statistics.stdev(ref.accs):.2f}"
                 if vs.n >= 2 and vs.n_ref >= 2 else "")
