@@ -310,8 +310,7 @@ def run_check(*, out: Path, reference: Path, data_root: Path, methods: Sequence[
         code = 1
     over = f" (over the {TIME_BUDGET_S // 60} min budget)" if total > TIME_BUDGET_S else ""
     print(f"finished in {int(total // 60)} min {total % 60:.0f} s{over}; exit status {code}")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "report.md", 
+    atomic_write_text(out / "report.md",
         "\n".join(environment_lines(device)) + "\n\n" + detail
         + f"\n## Seconds per epoch, {label} against the CPU reference\n\n{table}\n"
         + (("\nFailed runs:\n" + "\n".join(f"- {f}" for f in failed) + "\n") if failed else "")

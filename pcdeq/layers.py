@@ -230,6 +230,19 @@ def check_lip_bound(c: float) -> None:
                           f"got c = {c}; e.g. --lip-bound {LIP_BOUND} (the default) or 0.5")
 
 
+def check_jr(weight: float | None, prob: float | None) -> None:
+    """Refuse a Jacobian-regularization weight or probability no run can use (None: not set).
+
+    Raises:
+        ConfigError: a weight not finite and >= 0 (nan / inf would train, then diverge), or a
+            probability outside [0, 1].
+    """
+    if weight is not None and not 0 <= weight < math.inf:
+        raise ConfigError(f"--jr-weight must be a finite number >= 0, got {weight}")
+    if prob is not None and not 0 <= prob <= 1:
+        raise ConfigError(f"--jr-prob must be in [0, 1], got {prob}")
+
+
 class JacobianRegularizer(nn.Module):
     """Jacobian regularization (Bai, Koltun & Kolter 2021): gamma * ||J_f(z*)||_F^2 / d.
 
@@ -246,9 +259,7 @@ class JacobianRegularizer(nn.Module):
 
     def __init__(self, weight: float = JR_WEIGHT, prob: float = JR_PROB) -> None:
         super().__init__()
-        if not 0 <= weight < math.inf or not 0 <= prob <= 1:
-            raise ConfigError(f"Jacobian regularization needs a finite weight >= 0 and 0 <= prob <= 1, "
-                              f"got weight {weight}, prob {prob}")
+        check_jr(weight, prob)
         self.weight, self.prob = weight, prob
 
     @staticmethod

@@ -182,8 +182,8 @@ def check_writable(flag: str, path: Path) -> None:
             existing folder on its way is not writable.
     """
     if path.is_dir():
-        raise ConfigError(f"{flag} {path} is a folder; name a file in it, e.g. {path / 'seed0.json'}"
-                          if flag == "--out" else f"{flag} {path} is a folder; name a file in it")
+        example = path / ("seed0.json" if flag == "--out" else "seed0.pt")
+        raise ConfigError(f"{flag} {path} is a folder; name a file in it, e.g. {example}")
     d = path.parent
     while not d.exists():  # the folders a write would create
         d = d.parent

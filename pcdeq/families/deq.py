@@ -6,13 +6,11 @@ pcDEQ is the constraint (or the regularizer).
 
 from __future__ import annotations
 
-import math
 from typing import Mapping
 
 from ..activations import HARNESS_ACTIVATIONS
-from ..errors import ConfigError
 from ..hparams import ARCHITECTURES, DatasetInfo, HParams
-from ..layers import JR_PROB, JR_WEIGHT, DEQConv2d, DEQLinear, JacobianRegularizer
+from ..layers import JR_PROB, JR_WEIGHT, DEQConv2d, DEQLinear, JacobianRegularizer, check_jr
 from ..models import paper_model
 from .pcdeq import paper_hparams
 from .registry import Method, MethodFamily, register_family
@@ -26,10 +24,7 @@ def _build(info: DatasetInfo, m: Method, hp: HParams, kw: dict):
 
 
 def _check_jr(flags: Mapping[str, float]) -> None:
-    if flags.get("jr_weight") is not None and not 0 <= flags["jr_weight"] < math.inf:
-        raise ConfigError(f"--jr-weight must be a finite number >= 0, got {flags['jr_weight']}")
-    if flags.get("jr_prob") is not None and not 0 <= flags["jr_prob"] <= 1:
-        raise ConfigError(f"--jr-prob must be in [0, 1], got {flags['jr_prob']}")
+    check_jr(flags.get("jr_weight"), flags.get("jr_prob"))
 
 
 register_family(MethodFamily(

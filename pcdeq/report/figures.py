@@ -185,7 +185,6 @@ def save_figure(fig, out_dir: str | Path, name: str) -> list[Path]:
     fixed hash salt), so rerunning on the same records reproduces identical files."""
     import matplotlib
 
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
     pdf, png = artifact_paths("figure", name, out_dir)
     with matplotlib.rc_context({"svg.hashsalt": "pcdeq", "pdf.compression": 6}):
         atomic_savefig(fig, pdf, metadata={"CreationDate": None, "ModDate": None, "Producer": None,

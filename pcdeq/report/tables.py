@@ -443,7 +443,6 @@ def make_table(name: str, runs: Sequence[Run] = (), profile: str = "quick", *,
 
 def write_table(table: Table, out_dir: str | Path) -> list[Path]:
     """Write ``<out_dir>/<name>.md`` and ``.tex``; returns the paths."""
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
     md, tex = artifact_paths("table", table.name, out_dir)
     atomic_write_text(md, table.to_markdown())
     atomic_write_text(tex, table.to_latex())
