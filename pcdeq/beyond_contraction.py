@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from .layers import ACTIVATION_FNS, CONV3X3, LINEAR, conv_operator_norm
+from .solver import batch_rows
 from .theory import LIPSCHITZ, fit_rate
 
 DTYPE = torch.float64
@@ -132,10 +133,6 @@ def _tile(x: Tensor, z: Tensor) -> Tensor:
     return x if z.shape[0] == x.shape[0] else x.repeat(z.shape[0] // x.shape[0], *([1] * (x.dim() - 1)))
 
 
-def _rows(t: Tensor) -> Tensor:
-    return t.flatten(1)
-
-
 # ------------------------------------------------------------------------- measurements
 @dataclass(frozen=True)
 class Measure:
@@ -185,11 +182,11 @@ class Measure:
 
 def thompson(u: Tensor, v: Tensor) -> Tensor:
     """d_T(u, v) = max_i |log u_i - log v_i| per row (inf where a coordinate is <= 0)."""
-    return (torch.log(_rows(u)) - torch.log(_rows(v))).abs().amax(dim=1)
+    return (torch.log(batch_rows(u)) - torch.log(batch_rows(v))).abs().amax(dim=1)
 
 
 def _l2(u: Tensor, v: Tensor) -> Tensor:
-    return torch.linalg.vector_norm(_rows(u - v), dim=1)
+    return torch.linalg.vector_norm(batch_rows(u - v), dim=1)
 
 
 def _solve(g: ScaledMap, z: Tensor, st: Settings, *, thompson_ok: bool
@@ -212,7 +209,7 @@ def _solve(g: ScaledMap, z: Tensor, st: Settings, *, thompson_ok: bool
     for k in range(st.max_iter):
         z, zn = zn, g(zn)
         step = _l2(zn, z)
-        norm = torch.linalg.vector_norm(_rows(zn), dim=1)
+        norm = torch.linalg.vector_norm(batch_rows(zn), dim=1)
         r = float(torch.linalg.vector_norm(zn - z) / max(float(torch.linalg.vector_norm(zn)), 1e-300))
         res.append(r)
         if to_tol is None and r <= st.tol:
@@ -238,7 +235,7 @@ def _solve(g: ScaledMap, z: Tensor, st: Settings, *, thompson_ok: bool
 
 def _limits(z: Tensor, done: Tensor, images: int, same: float) -> int:
     """The largest number of distinct limits of one image among its converged starts."""
-    zs = _rows(z).view(-1, images, _rows(z).shape[1])  # (starts, images, n)
+    zs = batch_rows(z).view(-1, images, batch_rows(z).shape[1])  # (starts, images, n)
     ok = done.view(-1, images)
     most = 0
     for b in range(images):

@@ -130,7 +130,7 @@ def fixed_point_iter(f: Callable[[Tensor], Tensor], z0: Tensor, *, tol: float = 
     return z, SolverStats(max_iter, res, True, residuals)
 
 
-def _rows(t: Tensor) -> Tensor:
+def batch_rows(t: Tensor) -> Tensor:
     """(B, ...) -> (B, D): one row per batch sample (a copy where t is not contiguous)."""
     return t.reshape(t.shape[0], -1)
 
@@ -164,14 +164,14 @@ def anderson(f: Callable[[Tensor], Tensor], z0: Tensor, *, tol: float = 1e-3,
         up to that iterate; ``residual``: its residual; ``hit_max_iter``: never below tol).
     """
     B = z0.shape[0]
-    x0 = _rows(z0)
+    x0 = batch_rows(z0)
     D = x0.shape[1]
     X = x0.new_zeros(B, m, D)
     F = x0.new_zeros(B, m, D)
     X[:, 0] = x0
-    F[:, 0] = _rows(f_z0 if f_z0 is not None else f(z0))
+    F[:, 0] = batch_rows(f_z0 if f_z0 is not None else f(z0))
     X[:, 1] = F[:, 0]
-    F[:, 1] = _rows(f(X[:, 1].reshape(z0.shape)))
+    F[:, 1] = batch_rows(f(X[:, 1].reshape(z0.shape)))
     H = x0.new_zeros(B, m + 1, m + 1)
     H[:, 0, 1:] = H[:, 1:, 0] = 1
     rhs = x0.new_zeros(B, m + 1, 1)
@@ -189,7 +189,7 @@ def anderson(f: Callable[[Tensor], Tensor], z0: Tensor, *, tol: float = 1e-3,
         if lower is not None:  # a mix below the bound: take the plain step f(X_prev) instead
             out = (X[:, i] < lower).any(dim=1, keepdim=True)
             X[:, i] = torch.where(out, F[:, (k - 1) % m], X[:, i])
-        F[:, i] = _rows(f(X[:, i].reshape(z0.shape)))
+        F[:, i] = batch_rows(f(X[:, i].reshape(z0.shape)))
         res = relative_residual(F[:, i], X[:, i])
         if residuals is not None:
             residuals.append(res)
@@ -224,8 +224,8 @@ def broyden(f: Callable[[Tensor], Tensor], z0: Tensor, *, tol: float = 1e-3,
         it was reached; ``hit_max_iter``: the solve did not reach ``tol``).
     """
     B = z0.shape[0]
-    x = _rows(z0).clone()
-    fx = _rows(f_z0 if f_z0 is not None else f(z0))
+    x = batch_rows(z0).clone()
+    fx = batch_rows(f_z0 if f_z0 is not None else f(z0))
     gx = fx - x
     D = x.shape[1]
     # The columns u_j and rows v_j^T, grown as steps are taken (doubling): B x D x max_iter at
@@ -255,7 +255,7 @@ def broyden(f: Callable[[Tensor], Tensor], z0: Tensor, *, tol: float = 1e-3,
             out = (x_new < lower).any(dim=1, keepdim=True)
             x_new = torch.where(out, fx, x_new)
             x, dx = x_new, x_new - x
-        fx = _rows(f(x.reshape(z0.shape)))
+        fx = batch_rows(f(x.reshape(z0.shape)))
         gx_new = fx - x
         dg = gx_new - gx
         gx = gx_new

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Sequence
 
 from ..hparams import PAPER_DATASET_NAMES, ConfigError, dataset_info, methods_for, parse_method
 from ..record import RecordError, RunRecord
+from ..stats import mean_ci
 from .artifacts import ARTIFACTS
 from .paths import ALL_ARCHS, FAMILIES, arch_key, safe_method
 
@@ -73,9 +74,10 @@ def _order(family: str, method: str) -> tuple[int, str]:
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (ddof=1; None for a single value)."""
-    m = statistics.fmean(values)
-    return m, (statistics.stdev(values) if len(values) > 1 else None)
+    """Mean and sample standard deviation (ddof=1; None for a single value): the table's
+    "mean ± std" columns, from :func:`pcdeq.stats.mean_ci` as every other number over seeds."""
+    m = mean_ci(values)
+    return m.mean, m.sd
 
 
 @dataclass(frozen=True)
