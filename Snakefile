@@ -37,13 +37,13 @@ rule runs:
 
 
 rule l_runs:
-    """Only the training runs of the L models (e.g. the fashion profile's 40 L runs, ~3 core-hours)."""
+    """Only the training runs of the L models (e.g. the fashion profile's 40 L runs, ~1 core-hour)."""
     input:
         records(RUNS, archs=("L",)),
 
 
 rule conv_runs:
-    """Only the training runs of the conv models (SC, MC, MC*; the fashion profile's long part)."""
+    """Only the training runs of the conv models (SC, MC, MC*; the fashion profile's long part, ~61 core-hours)."""
     input:
         records(RUNS, archs=("SC", "MC", "MC*")),
 
