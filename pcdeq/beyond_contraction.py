@@ -235,7 +235,8 @@ def _solve(g: ScaledMap, z: Tensor, st: Settings, *, thompson_ok: bool
 
 def _limits(z: Tensor, done: Tensor, images: int, same: float) -> int:
     """The largest number of distinct limits of one image among its converged starts."""
-    zs = batch_rows(z).view(-1, images, batch_rows(z).shape[1])  # (starts, images, n)
+    rows = batch_rows(z)
+    zs = rows.view(-1, images, rows.shape[1])  # (starts, images, n)
     ok = done.view(-1, images)
     most = 0
     for b in range(images):

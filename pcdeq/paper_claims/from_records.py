@@ -4,13 +4,13 @@ iterations per epoch, final accuracy beside monDEQ, the same runs on another ker
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Sequence
 
 from ..hparams import parse_method
 from ..report.records import Run
-from ..stats import mean_ci, welch_interval
+from ..stats import MeanCI, mean_ci, welch_interval
 from .claim import THRESHOLDS, UNTESTABLE, Claim, decided, untestable, verdict
 from .sources import Source
 
@@ -101,12 +101,25 @@ class Growth:
     start: int
     end: int
     ratios: tuple[float, ...]  # per seed: iters[end] / iters[start]
-    lo: float | None  # 95% t interval of the geometric mean ratio (None: one seed)
-    hi: float | None
+
+    @cached_property
+    def _log(self) -> MeanCI:
+        # every number of the window is one summary of the log ratios, exponentiated
+        return mean_ci([math.log(r) for r in self.ratios])
 
     @property
     def mean(self) -> float:
-        return math.exp(statistics.fmean(math.log(r) for r in self.ratios))
+        """The geometric mean ratio."""
+        return math.exp(self._log.mean)
+
+    @property
+    def lo(self) -> float | None:
+        """The 95% t interval of the geometric mean ratio (None: one seed)."""
+        return None if self._log.lo is None else math.exp(self._log.lo)
+
+    @property
+    def hi(self) -> float | None:
+        return None if self._log.hi is None else math.exp(self._log.hi)
 
     def state(self, g: float) -> str:
         """"grows" (the interval above ``g``), "flat" (below it) or "undecided" (it
@@ -116,11 +129,9 @@ class Growth:
         return "grows" if self.lo > g else "flat" if self.hi < g else "undecided"
 
     def text(self) -> str:
-        n = len(self.ratios)
         ci = f" [{self.lo:.2f}, {self.hi:.2f}]" if self.lo is not None else ""
-        gsd = (f", geometric sd ×{math.exp(statistics.stdev(math.log(r) for r in self.ratios)):.2f}"
-               if n >= 2 else "")
-        return f"{self.window} {self.start}→{self.end} ×{self.mean:.2f}{ci} (n = {n}{gsd})"
+        gsd = f", geometric sd ×{math.exp(self._log.sd):.2f}" if self._log.sd is not None else ""
+        return f"{self.window} {self.start}→{self.end} ×{self.mean:.2f}{ci} (n = {self._log.n}{gsd})"
 
 
 def growth(runs: Sequence[Run]) -> list[Growth]:
@@ -129,13 +140,8 @@ def growth(runs: Sequence[Run]) -> list[Growth]:
     for name, a, b in windows(runs[0]):
         rs = [r for r in runs if len(r.epochs) >= b]
         ratios = tuple(r.epochs[b - 1].fwd_iters / r.epochs[a - 1].fwd_iters for r in rs)
-        if not ratios:
-            continue
-        lo = hi = None
-        if len(ratios) >= 2:
-            s = mean_ci([math.log(x) for x in ratios])
-            lo, hi = math.exp(s.lo), math.exp(s.hi)
-        out.append(Growth(runs[0].method, name, a, b, ratios, lo, hi))
+        if ratios:
+            out.append(Growth(runs[0].method, name, a, b, ratios))
     return out
 
 
@@ -258,8 +264,8 @@ def claim_accuracy(src: Source) -> Claim:
             used += rs
             q = paper_accuracy("mnist", method)
             parts.append(f"{method} − monDEQ-{arch}: {d:+.2f} points, 95% CI [{lo:+.2f}, "
-                         f"{hi:+.2f}] (n = {len(a)} vs {len(b)}, sd {statistics.stdev(a):.2f} vs "
-                         f"{statistics.stdev(b):.2f}), {rs[0].n_params:,} vs "
+                         f"{hi:+.2f}] (n = {len(a)} vs {len(b)}, sd {mean_ci(a).sd:.2f} vs "
+                         f"{mean_ci(b).sd:.2f}), {rs[0].n_params:,} vs "
                          f"{mon[0].n_params:,} params: {state}"
                          + ("" if fewer else " (more parameters)")
                          + (f" (paper, MNIST, quoted: {q} vs {quoted_mon.get(f'monDEQ-{arch}')})"

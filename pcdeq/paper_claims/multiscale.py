@@ -23,6 +23,7 @@ import statistics
 
 from ..hparams import dataset_info
 from ..report.multiscale import REFERENCE, multiscale_summaries, reference_of, versus_reference
+from ..stats import mean_ci
 from .claim import THRESHOLDS, UNTESTABLE, Claim, decided, untestable
 from .sources import Source
 
@@ -73,7 +74,7 @@ def claim_lipschitz_mdeq(src: Source) -> Claim:
              f"median: {' / '.join(f'{s:.0f}' for s in ref.seconds)} against "
              f"{' / '.join(f'{s:.0f}' for s in pub.seconds)})",
              f"(c) accuracy {vs.acc_diff:+.2f} points, {ci} (n = {vs.n} vs {vs.n_ref}"
-             + (f", sd {statistics.stdev(pub.accs):.2f} vs {statistics.stdev(ref.accs):.2f}"
+             + (f", sd {mean_ci(pub.accs).sd:.2f} vs {mean_ci(ref.accs).sd:.2f}"
                 if vs.n >= 2 and vs.n_ref >= 2 else "")
              + f"; {REFERENCE} {statistics.fmean(ref.accs):.1f}%)"]
     bound = pub.bound_values()
