@@ -119,7 +119,7 @@ def test_activation_in_place_form_and_vjp_match_autograd(key):
     assert torch.equal(a.fn_(u.clone(), torch.empty_like(u)), a.fn(u))
     y = torch.randn_like(u)
     uu = u.clone().requires_grad_()
-    (g,) = torch.autograd.grad(a.fn(uu), uu, y)
+    (g,) = torch.autograd.grad((a.fn_step or a.fn)(uu), uu, y)  # the attaching step's autograd
     torch.testing.assert_close(a.vjp(u, a.fn(u))(y), g, rtol=1e-6, atol=1e-7)
 
 
@@ -176,6 +176,49 @@ def test_softsign_attach_step_has_autograds_gradient_bits(channels_last):
         (g1,), (g2,) = torch.autograd.grad(s1, u1, y), torch.autograd.grad(s2, u2, y)
         assert torch.equal(_bits(s1), _bits(s2)) and torch.equal(_bits(g1), _bits(g2))
         assert not torch.equal(g2, a.vjp(u, s1.detach())(y))  # a different formula's bits differ
+
+
+def test_tanh_is_torch_tanh_to_float_rounding():
+    """The table's tanh (on CPU 2 sigmoid(2u) - 1, 5x faster than torch.tanh's kernel) is
+    torch.tanh to within 1.5 ulp of 1 in float32, to 1e-15 in float64 (the theory's checks)."""
+    a = ACTIVATIONS_["tanh"]
+    t = torch.linspace(-20, 20, 400_001)
+    assert float((a.fn(t) - torch.tanh(t)).abs().max()) <= 1.5 * 2.0 ** -23
+    assert float((a.fn(t.double()) - torch.tanh(t.double())).abs().max()) <= 1e-15
+    y = torch.randn_like(t)  # its VJP: tanh's derivative 1 / cosh(u)^2, to a few ulp
+    want = y.double() * torch.cosh(t.double()) ** -2
+    torch.testing.assert_close(a.vjp(t, a.fn(t))(y).double(), want, rtol=4 * 2.0 ** -23, atol=0)
+    tt = t.clone().requires_grad_()
+    s = a.fn_step(tt)
+    assert torch.equal(_bits(s.detach()), _bits(a.fn(t)))  # the attaching step: fn's bits ...
+    assert torch.equal(_bits(torch.autograd.grad(s, tt, y)[0]), _bits(a.vjp(t, s)(y)))  # VJP's
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_pcdeq1_input_is_softplus_with_its_gradient_bits(channels_last):
+    """pcDEQ-1's input map (softplus without torch.log1p, chunked on CPU) is F.softplus(u, 5)
+    to a few ulp, with the same zeros (exp underflows), u itself above F.softplus's threshold,
+    autograd's gradient of F.softplus bit for bit, and the whole-tensor formula's bits."""
+    from pcdeq.layers import _softplus_into, pcdeq1_input
+
+    u = _conv_batch(4, channels_last)  # larger than CHUNK, a short last chunk, +-0
+    ur, uo = u.clone().requires_grad_(), u.clone().requires_grad_()
+    x, ref = pcdeq1_input(uo), torch.nn.functional.softplus(ur, beta=5)
+    assert x.stride() == u.stride()
+    torch.testing.assert_close(x, ref, rtol=4 * 2.0 ** -23, atol=0)
+    whole = _softplus_into(u, *(torch.empty_like(u) for _ in range(3)))
+    assert torch.equal(_bits(x.detach()), _bits(whole))
+    y = _conv_batch(5, channels_last)
+    (g,), (g_ref,) = torch.autograd.grad(x, uo, y), torch.autograd.grad(ref, ur, y)
+    assert torch.equal(_bits(g), _bits(g_ref))
+    t = torch.linspace(-40, 40, 800_001)
+    x, ref = pcdeq1_input(t), torch.nn.functional.softplus(t, beta=5)
+    assert torch.equal(x == 0, ref == 0) and (x == 0).any()
+    assert torch.equal(x[5 * t > 20], t[5 * t > 20])
+    normal = ref > torch.finfo(torch.float32).tiny  # below it both lose bits to subnormals
+    torch.testing.assert_close(x[normal], ref[normal], rtol=4 * 2.0 ** -23, atol=0)
+    d = torch.randn(30, dtype=torch.float64, requires_grad=True)  # differentiable twice (JR)
+    assert torch.autograd.gradgradcheck(pcdeq1_input, (d,))
 
 
 def test_harness_activations_are_the_table_ones_the_layers_take():
