@@ -152,12 +152,14 @@ class Activation:
             the same kernels as ``fn``, so the same bits, without a fresh buffer per iteration;
             ``fn_(u, scratch)`` may use ``scratch`` (u's shape) for an intermediate result.
             None for an activation no DEQ layer takes.
-        vjp: (u, s) -> (y -> y * sigma'(u)). Except for softsign these are the kernels autograd
-            runs for ``fn`` (same bits as a vector-Jacobian product by autograd).
+        vjp: (u, s) -> (y -> y * sigma'(u)). For ReLU6 and sigmoid the kernels autograd runs
+            for ``fn`` (same bits as a vector-Jacobian product by autograd); softsign's and
+            tanh's have the bits of autograd through ``fn_step``.
         needs_scratch: ``fn_`` uses the scratch buffer (softsign's denominator).
         fn_step: sigma with grad for the step that attaches z* to the graph, where it differs
-            from ``fn`` (softsign: the same bits, a backward in fewer passes); None: ``fn``.
-            First order only (the Jacobian regularizer differentiates ``fn`` twice).
+            from ``fn`` (softsign: the same bits, a backward in fewer passes; tanh on CPU: the
+            same value, the accurate derivative of ``vjp``); None: ``fn``. First order only
+            (the Jacobian regularizer differentiates ``fn`` twice).
         exact: ``fn_`` is several passes of correctly rounded IEEE operations only (softsign:
             |u|, + 1, division; no libm approximation, whose vector and scalar kernels may
             differ in the last bit), so it gives the same bits however the tensor is split and

@@ -145,3 +145,26 @@ def test_the_cross_cpu_path_refuses_the_records_own_cpu_and_names_this_one(tmp_p
     both = subprocess.run([sys.executable, str(script), "quick", "1", "--cpu"], cwd=tmp_path,
                           capture_output=True, text=True)
     assert both.returncode == 2 and "either a thread count" in both.stderr
+
+
+def test_the_isa_path_refuses_a_record_made_with_that_isa_here(tmp_path):
+    """`kernel_paths.py PROFILE --isa avx2` (this CPU, kernels limited to AVX2) would repeat the
+    kernel path of a record made on this CPU with AVX2 kernels: refused before any training."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from pcdeq.train import environment
+
+    here = environment(torch.device("cpu"))
+    root = _root(tmp_path, "pcDEQ-1-L-Softsign")
+    rec = root / "mnist5k" / "pcDEQ-1-L-Softsign" / "seed0.json"
+    r = json.loads(rec.read_text())
+    r["environment"] = {**(r.get("environment") or {}), "cpu": here["cpu"], "cpu_capability": "AVX2"}
+    rec.write_text(json.dumps(r))
+    script = ROOT / "workflow" / "scripts" / "kernel_paths.py"
+    run = subprocess.run([sys.executable, str(script), "quick", "--isa", "avx2"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert run.returncode != 0 and "--isa avx2 would be the same kernel path" in run.stderr
+    assert not (root / "kernel_paths").exists()
