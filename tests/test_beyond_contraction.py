@@ -271,3 +271,22 @@ def test_evidence_command_refuses_bad_input_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"error: {running}") and "Traceback" not in err, err
     assert not (tmp_path / claims.EVIDENCE_FILE).exists()
+
+
+def test_the_weights_label_names_the_studied_runs_whatever_else_exists(tmp_path):
+    """Figure 15's and the model evidence's provenance names the runs whose weights they
+    measure (seed 0), so a fresh `all` that measures them before the seed-1 runs finish labels
+    them as the committed evidence does; the whole source's label counts every seed."""
+    from pcdeq.paper_claims.sources import Source
+
+    rel = Path("mnist5k") / "pcDEQ-1-L-Tanh"
+    (tmp_path / rel).mkdir(parents=True)
+    for name in ("seed0.json", "seed0.pt"):
+        (tmp_path / rel / name).write_bytes((QUICK / rel / name).read_bytes())
+    alone = Source.load("quick", tmp_path)
+    (tmp_path / rel / "seed1.json").write_bytes((QUICK / rel / "seed1.json").read_bytes())
+    both = Source.load("quick", tmp_path)
+    assert alone.weights_label() == both.weights_label() and "L: 1 seed x 20 epochs" in both.weights_label()
+    assert "L: 2 seeds x 20 epochs" in both.label()  # the control: the source's own label moves
+    (tmp_path / rel / "seed0.pt").unlink()
+    assert Source.load("quick", tmp_path).weights_label() == ""  # no weights, nothing studied

@@ -83,7 +83,7 @@ def model_evidence(source: Source, *, data_root: str = "data", images_l: int = 6
         used.append(path)  # the scaled study passes over what it does not scale (MS)
     # empty where no model is studied (the claims then say "not testable"; Figure 15 is empty)
     ev.scaled = bc.study(used, bc.test_inputs(source.root, data_root),
-                         scaled or bc.Settings(n_starts=n_starts), provenance=source.label())
+                         scaled or bc.Settings(n_starts=n_starts), provenance=source.weights_label())
     # after measuring: a missing images file is written by the first model that reads it
     ev.inputs = input_fingerprints(source)
     return ev
@@ -192,9 +192,8 @@ def load_evidence(source: Source, path: str | Path | None = None) -> ModelEviden
                          [Rate(**r) for r in d["rates"]],
                          [Invariants(**i) for i in d["invariants"]],
                          {k: set(v) for k, v in d["images"].items()}, list(d["missing"]),
-                         # the caption names the source's runs as they are now (more runs
-                         # may have been committed since, beside the same weights)
-                         None if d["scaled"] is None else _study(d["scaled"], source.label()),
+                         # the caption names the studied runs as they are now
+                         None if d["scaled"] is None else _study(d["scaled"], source.weights_label()),
                          dict(d["weights"]), dict(d["settings"]), dict(d["inputs"]))
 
 

@@ -36,6 +36,18 @@ class Source:
         # <dataset>/<method>/seed<S>.pt, the layout of the records (not superseded/, in_progress/)
         return sorted(self.root.glob("*/*/seed*.pt")) if self.root.is_dir() else []
 
+    def weight_runs(self) -> list[Run]:
+        """The runs whose final weights :meth:`weights` lists (the record beside each file)."""
+        want = {p.with_suffix(".json").resolve() for p in self.weights()}
+        return [r for r in self.runs if Path(r.path).resolve() in want]
+
+    def weights_label(self) -> str:
+        """Provenance of what the weights' measurements (model evidence, Figure 15) studied:
+        those runs only, so that it never depends on which other runs exist yet (a fresh
+        `all` measures the seed-0 weights before the seed-1 runs have finished)."""
+        runs = self.weight_runs()
+        return self.label(runs) if runs else ""
+
     def label(self, runs: Sequence[Run] | None = None) -> str:
         """Provenance of evidence drawn from ``runs`` (default: all of the source)."""
         return caption(self.profile, list(self.runs if runs is None else runs)).rstrip(".")
