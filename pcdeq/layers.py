@@ -70,8 +70,6 @@ CONV3X3 = Operator(_conv3x3, _conv3x3_t)
 
 
 SOFTPLUS_BETA = 5.0  # the authors' code
-
-
 SOFTPLUS_THRESHOLD = 20.0  # F.softplus's: beta u above it gives u itself
 
 
