@@ -100,10 +100,11 @@ class _Softplus(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u: Tensor) -> Tensor:
         ctx.save_for_backward(u)
-        out = torch.empty_like(u)
-        uf, of = storage_order(u), storage_order(out)
-        if uf is None or of is None or u.stride() != out.stride() or u.numel() <= CHUNK:
+        out = torch.empty_like(u)  # u's strides (dense u): the same memory order
+        uf = storage_order(u)
+        if uf is None or u.numel() <= CHUNK:
             return _softplus_into(u, out, torch.empty_like(u), torch.empty_like(u))
+        of = storage_order(out)
         e, w = u.new_empty(CHUNK), u.new_empty(CHUNK)
         for a in range(0, uf.numel(), CHUNK):
             n = min(CHUNK, uf.numel() - a)

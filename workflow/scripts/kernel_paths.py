@@ -36,10 +36,11 @@ from pcdeq.record import RunRecord
 from pcdeq.train import environment
 
 
-def cpu_path_name(env: dict) -> str:
-    """The folder of this CPU's kernel path: its vector capability and vendor."""
+def cpu_path_name(env: dict, kind: str = "cpu") -> str:
+    """The folder of this CPU's kernel path: its vector capability and vendor (``kind`` "isa":
+    the capability is a limit set on this CPU, not its own)."""
     vendor = next((v for v in ("intel", "amd", "arm") if v in env["cpu"].lower()), "cpu")
-    return re.sub(r"[^a-z0-9-]", "", f"cpu-{env['cpu_capability']}-{vendor}".lower())
+    return re.sub(r"[^a-z0-9-]", "", f"{kind}-{env['cpu_capability']}-{vendor}".lower())
 
 
 # --isa's choices: the variables that limit torch's own kernels, oneDNN's (convolutions) and
@@ -71,9 +72,8 @@ def main() -> int:
     here = environment(torch.device("cpu"))
     child_env = None
     if a.isa:
-        vendor = cpu_path_name(here).rsplit("-", 1)[1]
         here = {**here, "cpu_capability": a.isa.upper()}
-        path = f"isa-{a.isa}-{vendor}"
+        path = cpu_path_name(here, kind="isa")
         child_env = {**os.environ, **ISA_LIMITS[a.isa]}
     else:
         path = cpu_path_name(here) if a.cpu else f"threads{a.threads}"
